@@ -1,0 +1,105 @@
+// Package metrics scores a selection of keys for one query against exact
+// attention: top-k recall against the oracle at the same budget,
+// attention-mass recall, relative output error and density; and summarises
+// samples of a metric (mean, median, p10, p90).
+//
+// A Reference holds the exact attention of one query (float64 logits,
+// probabilities, output) and is computed once and shared by every method
+// and budget evaluated on that query.
+package metrics
+
+import (
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/hbench/hbench/attn"
+	"github.com/hbench/hbench/tensor"
+)
+
+// Reference is the exact decode attention of one query over keys 0..N-1.
+type Reference struct {
+	N      int
+	Logits []float64 // scale·q·k_j
+	Probs  []float64 // softmax of Logits
+	Out    []float64 // exact output Σ p_j v_j
+	sorted []float64 // Logits in descending order
+	outNrm float64
+	v      *tensor.Mat
+}
+
+// NewReference computes the exact attention of query q at position t (keys
+// and values 0..t) of a group's keys k and values v.
+func NewReference(q []float32, k, v *tensor.Mat, t int, scale float32) *Reference {
+	n := t + 1
+	r := &Reference{N: n, v: v}
+	r.Logits = attn.Logits(q, k, n, scale, nil)
+	r.Probs, _ = attn.Softmax(r.Logits, nil)
+	r.Out = attn.Output(r.Probs, v, nil)
+	r.outNrm = norm(r.Out)
+	r.sorted = slices.Clone(r.Logits)
+	sort.Sort(sort.Reverse(sort.Float64Slice(r.sorted)))
+	return r
+}
+
+// Recall returns the top-k recall of sel against the oracle set of the k
+// largest logits, k = budget (clipped to [1, N]).
+//
+// Ties: the oracle set is ambiguous when several keys share the k-th
+// largest logit τ. Recall counts every selected key with a logit above τ,
+// plus selected keys with logit exactly τ up to the number of oracle slots
+// left for the tie (k − #{logit > τ}). Any tie-breaking of the oracle thus
+// scores the same, the oracle itself scores exactly 1, and a selection
+// scores 1 exactly when it is some valid top-k set.
+func (r *Reference) Recall(sel []int32, budget int) float64 {
+	k := max(1, min(budget, r.N))
+	tau := r.sorted[k-1]
+	above := sort.Search(r.N, func(i int) bool { return r.sorted[i] <= tau }) // #{logit > τ}
+	slots := k - above
+	var hit, ties int
+	for _, j := range sel {
+		switch l := r.Logits[j]; {
+		case l > tau:
+			hit++
+		case l == tau:
+			ties++
+		}
+	}
+	return float64(hit+min(ties, slots)) / float64(k)
+}
+
+// MassRecall returns the exact softmax mass on the selected keys.
+func (r *Reference) MassRecall(sel []int32) float64 {
+	var m float64
+	for _, j := range sel {
+		m += r.Probs[j]
+	}
+	return min(m, 1)
+}
+
+// OutputError returns ‖o_sel − o‖ / ‖o‖, where o_sel is attention over the
+// selected keys with the softmax renormalised over them. An empty selection
+// has error 1 (output zero).
+func (r *Reference) OutputError(sel []int32) float64 {
+	o := attn.SparseOutput(r.Logits, sel, r.v, nil)
+	var d float64
+	for i, x := range o {
+		e := x - r.Out[i]
+		d += e * e
+	}
+	if r.outNrm == 0 {
+		return math.Sqrt(d)
+	}
+	return math.Sqrt(d) / r.outNrm
+}
+
+// Density returns the fraction of visible keys selected.
+func (r *Reference) Density(sel []int32) float64 { return float64(len(sel)) / float64(r.N) }
+
+func norm(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v * v
+	}
+	return math.Sqrt(s)
+}
