@@ -19,6 +19,9 @@ func (Dense) Prepare(g *attn.Group, opt Options) (Selector, error) {
 	return denseSelector{heads: len(g.Q)}, nil
 }
 
+// Unbudgeted implements Unbudgeted: dense keeps every key.
+func (Dense) Unbudgeted() {}
+
 // AuxBits implements Method: dense keeps nothing beyond the KV cache.
 func (Dense) AuxBits(d, groupSize int) float64 { return 0 }
 

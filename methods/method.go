@@ -42,6 +42,11 @@ type Selector interface {
 	Select(step Step, sel [][]int32) ([][]int32, error)
 }
 
+// Unbudgeted is implemented by methods that ignore the budget and keep
+// every visible key (dense attention); every other Selector must return
+// exactly Budget.Total keys.
+type Unbudgeted interface{ Unbudgeted() }
+
 // Env gives constructors access to what lies outside the method config.
 type Env struct {
 	// Dir is the directory relative paths in the config resolve against.
