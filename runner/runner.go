@@ -1,0 +1,515 @@
+// Package runner executes an experiment: it builds the workloads and
+// method variants of a loaded config, expands the sweep into cells
+// (workload × layer × method variant × budget), evaluates the cells in
+// parallel over CPU cores, and writes the run files of package resultfmt.
+//
+// Runs are resumable: the run directory is named by the experiment's
+// content hash unless told otherwise, each finished cell is appended to
+// cells.jsonl as it completes, and a rerun skips every cell already there.
+// An interrupted run therefore loses only the cells in flight.
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/hbench/hbench/attn"
+	"github.com/hbench/hbench/config"
+	"github.com/hbench/hbench/methods"
+	"github.com/hbench/hbench/metrics"
+	"github.com/hbench/hbench/resultfmt"
+	"github.com/hbench/hbench/workloads"
+)
+
+// Options control a run.
+type Options struct {
+	// Root is the results root; the run goes to Root/<experiment>/<RunID>.
+	Root string
+	// RunID names the run directory; empty means the first 12 hex digits
+	// of the experiment hash, so rerunning the same file resumes it.
+	RunID string
+	// Workers is the number of cells evaluated at once (0: GOMAXPROCS).
+	Workers int
+	// Fresh discards finished cells of an earlier run in the same directory.
+	Fresh bool
+	// Progress receives the progress bar (nil: none).
+	Progress io.Writer
+	// MaxCells stops after this many new cells (0: no limit); for tests of
+	// resumption.
+	MaxCells int
+}
+
+// Result is what a run produced.
+type Result struct {
+	Dir     string
+	Cells   []*resultfmt.Cell // every cell of the experiment, in sweep order
+	Skipped int               // cells found finished and not recomputed
+}
+
+// cell is one unit of work.
+type cell struct {
+	id       string
+	workload *config.Workload
+	layer    int
+	groups   []*attn.Group
+	variant  *config.Variant
+	method   methods.Method
+	budget   config.Budget
+}
+
+// Load builds the workloads of an experiment, checking that every budget
+// fits every workload's evaluated positions. It returns the groups per
+// workload name.
+func Load(x *config.Experiment) (map[string][]*attn.Group, error) {
+	out := map[string][]*attn.Group{}
+	for i, w := range x.Workloads {
+		groups, err := loadWorkload(x, w, fmt.Sprintf("workloads[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		if len(x.Queries.Positions(groups[0].T())) == 0 {
+			return nil, x.Errorf(w.Line, fmt.Sprintf("workloads[%d]", i), "the query plan selects no position of its %d-token sequences", groups[0].T())
+		}
+		for _, g := range groups {
+			pos := x.Queries.Positions(g.T())
+			if len(pos) == 0 {
+				continue
+			}
+			for bi, b := range x.Budgets {
+				if err := b.CheckFits(pos[0] + 1); err != nil {
+					field := fmt.Sprintf("budget.sparsity[%d]", bi)
+					if b.Tokens > 0 {
+						field = "budget.tokens"
+					}
+					return nil, x.Errorf(b.Line, field, "workload %q, first evaluated position %d: %v", w.Name, pos[0], err)
+				}
+			}
+		}
+		out[w.Name] = groups
+	}
+	return out, nil
+}
+
+func loadWorkload(x *config.Experiment, w *config.Workload, path string) ([]*attn.Group, error) {
+	spec, _ := workloads.Registry.Lookup(w.Kind)
+	wl, err := spec.New(w.Params, workloads.Env{Dir: x.Dir})
+	if err != nil {
+		return nil, x.Errorf(w.Line, path+"."+w.Kind, "%v", err)
+	}
+	groups, err := wl.Groups()
+	if err != nil {
+		return nil, x.Errorf(w.Line, path+"."+w.Kind, "%v", err)
+	}
+	if len(groups) == 0 {
+		return nil, x.Errorf(w.Line, path+"."+w.Kind, "workload %q has no attention groups", w.Name)
+	}
+	for _, g := range groups {
+		g.Workload = w.Name
+		if err := g.Validate(); err != nil {
+			return nil, x.Errorf(w.Line, path+"."+w.Kind, "%v", err)
+		}
+	}
+	return groups, nil
+}
+
+// BuildMethods constructs every method variant.
+func BuildMethods(x *config.Experiment) ([]methods.Method, error) {
+	var (
+		mu    sync.Mutex
+		calib = map[string][]*attn.Group{}
+	)
+	env := methods.Env{Dir: x.Dir, Calibration: func(name string) ([]*attn.Group, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if g, ok := calib[name]; ok {
+			return g, nil
+		}
+		for i, w := range x.Calibration {
+			if w.Name == name {
+				g, err := loadWorkload(x, w, fmt.Sprintf("calibration[%d]", i))
+				if err != nil {
+					return nil, err
+				}
+				calib[name] = g
+				return g, nil
+			}
+		}
+		var names []string
+		for _, w := range x.Calibration {
+			names = append(names, w.Name)
+		}
+		return nil, fmt.Errorf("no calibration workload %q (the experiment's calibration block has: %s)", name, strings.Join(names, ", "))
+	}}
+	out := make([]methods.Method, len(x.Variants))
+	for i, v := range x.Variants {
+		spec, _ := methods.Registry.Lookup(v.Method)
+		m, err := spec.New(v.Params, env)
+		if err != nil {
+			return nil, x.Errorf(v.Line, "methods."+v.Label, "%v", err)
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// cellID hashes everything that determines a cell's numbers.
+func cellID(x *config.Experiment, w *config.Workload, layer int, v *config.Variant, b config.Budget) string {
+	key, _ := json.Marshal(map[string]any{
+		"workload": w.Name, "kind": w.Kind, "wparams": w.Params, "layer": layer,
+		"method": v.Method, "label": v.Label, "params": v.Params,
+		"budget": b.Spec, "queries": x.Queries, "selection": x.Selection, "seed": x.Seed,
+		"calibration": x.Calibration,
+	})
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Run executes the experiment and writes its run directory.
+func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error) {
+	groups, err := Load(x)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := BuildMethods(x)
+	if err != nil {
+		return nil, err
+	}
+	runID := opt.RunID
+	if runID == "" {
+		runID = x.Hash[:12]
+	}
+	root := opt.Root
+	if root == "" {
+		root = "results"
+	}
+	dir := filepath.Join(root, x.Name, runID)
+	if opt.Fresh {
+		os.Remove(filepath.Join(dir, resultfmt.CellsFile))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Cells of the sweep, in order.
+	var cells []*cell
+	for _, w := range x.Workloads {
+		byLayer := map[int][]*attn.Group{}
+		var layers []int
+		for _, g := range groups[w.Name] {
+			if _, ok := byLayer[g.Layer]; !ok {
+				layers = append(layers, g.Layer)
+			}
+			byLayer[g.Layer] = append(byLayer[g.Layer], g)
+		}
+		sort.Ints(layers)
+		for _, l := range layers {
+			for vi, v := range x.Variants {
+				for _, b := range x.Budgets {
+					cells = append(cells, &cell{id: cellID(x, w, l, v, b), workload: w, layer: l, groups: byLayer[l], variant: v, method: ms[vi], budget: b})
+				}
+			}
+		}
+	}
+	done := map[string]*resultfmt.Cell{}
+	if prev, err := resultfmt.ReadCells(dir); err == nil {
+		for _, c := range prev {
+			done[c.ID] = c
+		}
+	} else if !os.IsNotExist(err) {
+		return nil, err
+	}
+	man := &resultfmt.Manifest{
+		Experiment: x.Name, RunID: runID, ConfigPath: x.Path, ConfigHash: x.Hash, Config: x.Raw,
+		Commit: commit(x.Dir), GoVersion: runtime.Version(), Started: time.Now().UTC(), Cells: len(cells),
+		Host: host(opt.Workers),
+	}
+	if old, err := resultfmt.ReadManifest(dir); err == nil && len(done) > 0 {
+		man.Started = old.Started // a resumed run keeps its start time
+	}
+	if err := resultfmt.WriteManifest(dir, man); err != nil {
+		return nil, err
+	}
+	w, err := resultfmt.OpenCellWriter(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+
+	var todo []*cell
+	for _, c := range cells {
+		if _, ok := done[c.id]; !ok {
+			todo = append(todo, c)
+		}
+	}
+	if opt.MaxCells > 0 && len(todo) > opt.MaxCells {
+		todo = todo[:opt.MaxCells]
+	}
+	refs := newRefCache()
+	if err := execute(ctx, x, todo, refs, opt, func(c *resultfmt.Cell) error {
+		done[c.ID] = c
+		return w.Append(c)
+	}); err != nil {
+		return nil, err
+	}
+	res := &Result{Dir: dir, Skipped: len(cells) - len(todo)}
+	for _, c := range cells {
+		if rc, ok := done[c.id]; ok {
+			res.Cells = append(res.Cells, rc)
+		}
+	}
+	if err := resultfmt.WriteSummary(dir, res.Cells); err != nil {
+		return nil, err
+	}
+	if len(res.Cells) == len(cells) {
+		man.Finished = time.Now().UTC()
+	}
+	if err := resultfmt.WriteManifest(dir, man); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// execute evaluates cells on opt.Workers goroutines, handing each result to
+// emit in completion order (emit is called from one goroutine at a time).
+func execute(ctx context.Context, x *config.Experiment, todo []*cell, refs *refCache, opt Options, emit func(*resultfmt.Cell) error) error {
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan *cell)
+	type result struct {
+		c   *resultfmt.Cell
+		err error
+	}
+	results := make(chan result)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range jobs {
+				rc, err := evalCell(ctx, x, c, refs)
+				results <- result{rc, err}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for _, c := range todo {
+			select {
+			case jobs <- c:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(results) }()
+
+	start := time.Now()
+	var bar *progressbar.ProgressBar
+	var firstErr error
+	n := 0
+	for r := range results {
+		if r.err != nil {
+			if firstErr == nil && !errors.Is(r.err, context.Canceled) {
+				firstErr = r.err
+			}
+			cancel()
+			continue
+		}
+		if firstErr != nil {
+			continue
+		}
+		if err := emit(r.c); err != nil {
+			firstErr = err
+			cancel()
+			continue
+		}
+		n++
+		if opt.Progress != nil && bar == nil && time.Since(start) > 2*time.Second {
+			bar = progressbar.NewOptions(len(todo), progressbar.OptionSetWriter(opt.Progress),
+				progressbar.OptionSetDescription("cells"), progressbar.OptionShowCount(),
+				progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(250*time.Millisecond),
+				progressbar.OptionClearOnFinish(), progressbar.OptionFullWidth())
+			bar.Set(n - 1)
+		}
+		if bar != nil {
+			bar.Add(1)
+		}
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil && n < len(todo) {
+		return fmt.Errorf("interrupted after %d of %d cells (finished cells are saved; run again to resume): %w", n, len(todo), err)
+	}
+	return nil
+}
+
+// evalCell evaluates one cell: every group of its layer, every evaluated
+// position in order, every query head.
+func evalCell(ctx context.Context, x *config.Experiment, c *cell, refs *refCache) (*resultfmt.Cell, error) {
+	start := time.Now()
+	var rec, mass, oerr, dens []float64
+	opt := methods.Options{Shared: x.Selection == config.PerKVHead}
+	var sel [][]int32
+	for gi, g := range c.groups {
+		opt.Seed = x.Seed*1_000_003 + int64(g.Layer)*1009 + int64(g.KVHead)*31 + int64(gi)
+		s, err := c.method.Prepare(g, opt)
+		if err != nil {
+			return nil, x.Errorf(c.variant.Line, "methods."+c.variant.Label, "prepare layer %d KV head %d of %s: %v", g.Layer, g.KVHead, c.workload.Name, err)
+		}
+		for _, t := range x.Queries.Positions(g.T()) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			b := c.budget.Resolve(t + 1)
+			sel, err = s.Select(methods.Step{T: t, Budget: b}, sel)
+			if err != nil {
+				return nil, fmt.Errorf("%s layer %d KV head %d position %d: %s: %w", c.workload.Name, g.Layer, g.KVHead, t, c.variant.Label, err)
+			}
+			if len(sel) != len(g.Q) {
+				return nil, fmt.Errorf("%s: returned %d selections for %d query heads", c.variant.Label, len(sel), len(g.Q))
+			}
+			for h := range g.Q {
+				if err := checkSelection(sel[h], b.N, b.Total, isUnbudgeted(c.method)); err != nil {
+					return nil, fmt.Errorf("%s layer %d head %d position %d: %s: %w", c.workload.Name, g.Layer, g.QHeads[h], t, c.variant.Label, err)
+				}
+				r := refs.get(g, h, t)
+				rec = append(rec, r.Recall(sel[h], b.Total))
+				mass = append(mass, r.MassRecall(sel[h]))
+				oerr = append(oerr, r.OutputError(sel[h]))
+				dens = append(dens, r.Density(sel[h]))
+			}
+		}
+	}
+	g0 := c.groups[0]
+	return &resultfmt.Cell{
+		ID: c.id, Kind: resultfmt.KindQuality, Workload: c.workload.Name, Layer: c.layer,
+		Method: c.variant.Method, Variant: c.variant.Label, Params: c.variant.ParamsMap(),
+		Sparsity: c.budget.Sparsity, Tokens: c.budget.Tokens, Sink: c.budget.Sink, Local: c.budget.Local,
+		Shared: opt.Shared, AuxBits: c.method.AuxBits(g0.D(), len(g0.Q)), Samples: len(rec),
+		Metrics: map[string]resultfmt.Stat{
+			resultfmt.MetricRecall:      metrics.Summarize(rec),
+			resultfmt.MetricMassRecall:  metrics.Summarize(mass),
+			resultfmt.MetricOutputError: metrics.Summarize(oerr),
+			resultfmt.MetricDensity:     metrics.Summarize(dens),
+		},
+		Seconds: time.Since(start).Seconds(),
+	}, nil
+}
+
+// checkSelection enforces the Selector contract: ascending, unique, in
+// range, and exactly the budget (all keys for an Unbudgeted method).
+func checkSelection(sel []int32, n, total int, all bool) error {
+	want := total
+	if all {
+		want = n
+	}
+	if len(sel) != want {
+		return fmt.Errorf("selected %d keys, budget is %d", len(sel), want)
+	}
+	for i, j := range sel {
+		if j < 0 || int(j) >= n {
+			return fmt.Errorf("selected key %d outside 0..%d", j, n-1)
+		}
+		if i > 0 && sel[i-1] >= j {
+			return fmt.Errorf("selection not strictly ascending at %d: %d then %d", i, sel[i-1], j)
+		}
+	}
+	return nil
+}
+
+func isUnbudgeted(m methods.Method) bool {
+	_, ok := m.(methods.Unbudgeted)
+	return ok
+}
+
+// refCache shares exact-attention references between cells.
+type refCache struct {
+	mu sync.Mutex
+	m  map[refKey]*refEntry
+}
+
+type refKey struct {
+	g    *attn.Group
+	h, t int
+}
+
+type refEntry struct {
+	once sync.Once
+	r    *metrics.Reference
+}
+
+func newRefCache() *refCache { return &refCache{m: map[refKey]*refEntry{}} }
+
+func (c *refCache) get(g *attn.Group, h, t int) *metrics.Reference {
+	k := refKey{g, h, t}
+	c.mu.Lock()
+	e, ok := c.m[k]
+	if !ok {
+		e = &refEntry{}
+		c.m[k] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.r = metrics.NewReference(g.Q[h].Row(t), g.K, g.V, t, g.Scale) })
+	return e.r
+}
+
+// commit returns the source revision: the build's VCS stamp, or git's
+// HEAD of dir (with "-dirty" when the tree has changes), or "unknown".
+func commit(dir string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if rev != "" {
+			return rev + dirty
+		}
+	}
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", dir, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		rev += "-dirty"
+	}
+	return rev
+}
+
+func host(workers int) resultfmt.Host {
+	h, _ := os.Hostname()
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	return resultfmt.Host{Hostname: h, OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Workers: workers}
+}
