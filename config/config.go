@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -259,9 +260,14 @@ func decodeStrict(el *errList, n *yaml.Node, path string, dst any) bool {
 	return true
 }
 
+// lineRe matches yaml.v3's own "line N: " prefixes; errors here carry
+// the line already.
+var lineRe = regexp.MustCompile(`line \d+: `)
+
 func cleanYAMLErr(err error) string {
 	s := err.Error()
 	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n")
+	s = lineRe.ReplaceAllString(s, "")
 	return strings.TrimSpace(s)
 }
 

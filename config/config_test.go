@@ -1,0 +1,99 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const good = `
+name: t
+seed: 3
+workloads:
+  - name: real
+    capture: {files: ["../testdata/persuasion/*.safetensors"], tokens: 512}
+queries: {last: 4}
+budget: {sparsity: [4, 8], sink: 2, local: 4}
+selection: per-kv-head
+methods:
+  - dense
+  - oracle: {windows: true}
+  - label: o2
+    oracle: {}
+    grid: {windows: [false, true]}
+`
+
+func TestParseGood(t *testing.T) {
+	x, err := Parse("exp/t.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Name != "t" || x.Seed != 3 || x.Selection != PerKVHead || x.Dir != "exp" {
+		t.Fatalf("parsed %+v", x)
+	}
+	if len(x.Budgets) != 2 || x.Budgets[1].Sparsity != 8 || x.Budgets[1].Sink != 2 || x.Budgets[1].Local != 4 {
+		t.Fatalf("budgets %+v", x.Budgets)
+	}
+	var labels []string
+	for _, v := range x.Variants {
+		labels = append(labels, v.Label)
+	}
+	if got := strings.Join(labels, " "); got != "dense oracle o2[windows=false] o2[windows=true]" {
+		t.Fatalf("variants %q", got)
+	}
+	if len(x.Hash) != 64 {
+		t.Fatalf("hash %q", x.Hash)
+	}
+	y, _ := Parse("exp/t.yaml", []byte(good+"\n# a comment changes nothing\n"))
+	if y.Hash != x.Hash {
+		t.Fatal("hash depends on comments")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	base := func(repl ...string) string {
+		s := good
+		for i := 0; i+1 < len(repl); i += 2 {
+			if !strings.Contains(s, repl[i]) {
+				panic("test bug: " + repl[i])
+			}
+			s = strings.Replace(s, repl[i], repl[i+1], 1)
+		}
+		return s
+	}
+	cases := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error
+	}{
+		{"unknown method", base("  - dense\n", "  - qeust\n"), []string{"t.yaml:11: methods[0]: unknown method \"qeust\"", "known: dense"}},
+		{"unknown parameter", base("{windows: true}", "{windws: true}"), []string{"t.yaml:12: methods[1].oracle: unknown parameter \"windws\" (known: windows)"}},
+		{"bad parameter type", base("{windows: true}", "{windows: 7}"), []string{"t.yaml:12: methods[1].oracle: cannot unmarshal"}},
+		{"sparsity 1", base("[4, 8]", "[4, 1]"), []string{"t.yaml:8: budget.sparsity[1]: sparsity: must be a finite number > 1, got 1"}},
+		{"sparsity below 1", base("[4, 8]", "[0.5]"), []string{"budget.sparsity[0]", "> 1"}},
+		{"unknown top key", base("seed: 3", "sede: 3"), []string{"t.yaml:3: sede: unknown key"}},
+		{"unknown workload kind", base("capture:", "captur:"), []string{"t.yaml:6: workloads[0]: unknown workload kind \"captur\""}},
+		{"unknown workload param", base("tokens: 512", "tokns: 512"), []string{"t.yaml:6: workloads[0].capture: unknown parameter \"tokns\""}},
+		{"bad selection", base("per-kv-head", "per-token"), []string{"t.yaml:9: selection: must be"}},
+		{"bad grid key", base("grid: {windows:", "grid: {window:"), []string{"methods[2].grid: unknown parameter \"window\""}},
+		{"missing methods", base("methods:\n  - dense\n  - oracle: {windows: true}\n  - label: o2\n    oracle: {}\n    grid: {windows: [false, true]}\n", ""), []string{"methods: missing (required)"}},
+		{"duplicate label", base("  - dense\n", "  - dense\n  - dense\n"), []string{"duplicate method label \"dense\""}},
+		{"negative sink", base("sink: 2", "sink: -2"), []string{"budget.sparsity[0]: sink: must be >= 0"}},
+		{"bad queries", base("{last: 4}", "{last: 4, every: 2}"), []string{"t.yaml:7: queries: give last or every, not both"}},
+		{"queries unknown key", base("{last: 4}", "{lst: 4}"), []string{"queries: unknown parameter \"lst\""}},
+		{"two errors joined", base("seed: 3", "sede: 3", "  - dense\n", "  - nope\n"), []string{"unknown key", "unknown method \"nope\""}},
+		{"not yaml", "name: [", []string{"t.yaml"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("exp/t.yaml", []byte(c.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\n does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
