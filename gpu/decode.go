@@ -1,0 +1,264 @@
+package gpu
+
+import (
+	_ "embed"
+	"fmt"
+	"strconv"
+)
+
+//go:embed kernels/decode.cu
+var decodeSrc string
+
+// Sources lists the embedded kernel sources by name, for the all-arch
+// compile test.
+func Sources() map[string]string {
+	return map[string]string{"decode.cu": decodeSrc}
+}
+
+// DType names a 16-bit K/V element type.
+const (
+	BF16 = "bf16"
+	FP16 = "fp16"
+)
+
+// Selection says which keys a decode kernel reads.
+type Selection int
+
+const (
+	// Dense reads every key.
+	Dense Selection = iota
+	// PerKVHead reads one index list per KV head, shared by its query heads.
+	PerKVHead
+	// PerHead reads one index list per query head.
+	PerHead
+)
+
+func (s Selection) String() string {
+	switch s {
+	case Dense:
+		return "dense"
+	case PerKVHead:
+		return "per-kv-head"
+	case PerHead:
+		return "per-head"
+	}
+	return "Selection(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Shape is a decode-attention problem: one query token per sequence.
+type Shape struct {
+	Batch   int
+	Heads   int // query heads
+	KVHeads int
+	HeadDim int    // 64 or 128
+	Context int    // N: keys per KV head and sequence
+	DType   string // BF16 or FP16
+}
+
+// Validate checks what the kernels support.
+func (s Shape) Validate() error {
+	switch {
+	case s.Batch < 1:
+		return fmt.Errorf("batch %d must be >= 1", s.Batch)
+	case s.KVHeads < 1 || s.Heads < s.KVHeads || s.Heads%s.KVHeads != 0:
+		return fmt.Errorf("heads %d must be a positive multiple of kv_heads %d", s.Heads, s.KVHeads)
+	case s.HeadDim != 64 && s.HeadDim != 128:
+		return fmt.Errorf("head_dim %d: supported are 64 and 128", s.HeadDim)
+	case s.Context < 1:
+		return fmt.Errorf("context %d must be >= 1", s.Context)
+	case s.DType != BF16 && s.DType != FP16:
+		return fmt.Errorf("dtype %q: supported are bf16 and fp16", s.DType)
+	}
+	if g := s.Heads / s.KVHeads; g > 8 {
+		return fmt.Errorf("group size %d (heads/kv_heads) above 8 is not supported", g)
+	}
+	return nil
+}
+
+// KVBytes is the size of K plus V.
+func (s Shape) KVBytes() int64 {
+	return 2 * int64(s.Batch) * int64(s.KVHeads) * int64(s.Context) * int64(s.HeadDim) * 2
+}
+
+// Lists is the number of index lists per sequence for a selection.
+func (s Shape) Lists(sel Selection) int {
+	if sel == PerHead {
+		return s.Heads
+	}
+	return s.KVHeads
+}
+
+// DecodeBytes is the byte floor of one decode call: every K/V row it must
+// read (k rows per list for the gather kernels, all N for dense), the
+// index lists, the queries and the output.
+func (s Shape) DecodeBytes(sel Selection, k int) int64 {
+	row := int64(s.HeadDim) * 2
+	io := int64(s.Batch*s.Heads*s.HeadDim) * 8 // fp32 q in, fp32 out
+	if sel == Dense {
+		return s.KVBytes() + io
+	}
+	lists := int64(s.Batch * s.Lists(sel))
+	return lists*int64(k)*(2*row+4) + io
+}
+
+// Decoder runs split-K decode attention for one shape and selection.
+// Plan (compile, allocate partials) happens in NewDecoder; Enqueue is the
+// timed part.
+type Decoder struct {
+	Shape   Shape
+	Sel     Selection
+	K       int // keys per list (gather); Context for dense
+	Splits  int
+	Chunk   int
+	group   int
+	partial *Func
+	combine *Func
+	pacc    Buffer
+	pml     Buffer
+	// Out is the fp32 output [Batch][Heads][HeadDim].
+	Out Buffer
+}
+
+const (
+	decodeThreads = 256
+	decodeTile    = 4
+	// decodeBlocksPerSM is the number of blocks per SM the split count
+	// aims for (two waves of two resident blocks).
+	decodeBlocksPerSM = 4
+)
+
+// module compiles (through the cache) and loads source src with defs,
+// keeping loaded modules per device.
+func (c *Ctx) module(name, src string, defs map[string]string) (*Module, error) {
+	cp, err := Compile(name, src, c.d.Props.Arch(), defs)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := c.d.modules[cp.Key]; ok {
+		return m, nil
+	}
+	m, err := c.Load(cp)
+	if err != nil {
+		return nil, err
+	}
+	if c.d.modules == nil {
+		c.d.modules = map[string]*Module{}
+	}
+	c.d.modules[cp.Key] = m
+	return m, nil
+}
+
+// DecodeDefines returns the defines of the decode module for a shape and
+// selection.
+func DecodeDefines(s Shape, sel Selection) map[string]string {
+	g := s.Heads / s.KVHeads
+	if sel == PerHead {
+		g = 1
+	}
+	bf := "1"
+	if s.DType == FP16 {
+		bf = "0"
+	}
+	return map[string]string{
+		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(g), "DTYPE_BF16": bf,
+		"THREADS": strconv.Itoa(decodeThreads), "TILE": strconv.Itoa(decodeTile),
+	}
+}
+
+// NewDecoder compiles and loads the kernels and allocates the partials
+// and the output. k is the index-list length for the gather selections
+// (ignored for Dense).
+func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	n := s.Context
+	if sel != Dense {
+		if k < 1 || k > s.Context {
+			return nil, fmt.Errorf("sparse decode: k = %d must be in [1, %d]", k, s.Context)
+		}
+		n = k
+	}
+	defs := DecodeDefines(s, sel)
+	mod, err := c.module("decode.cu", decodeSrc, defs)
+	if err != nil {
+		return nil, err
+	}
+	d := &Decoder{Shape: s, Sel: sel, K: n}
+	d.group, _ = strconv.Atoi(defs["GROUP"])
+	name := "decode_dense"
+	if sel != Dense {
+		name = "decode_gather"
+	}
+	if d.partial, err = c.Func(mod, name); err != nil {
+		return nil, err
+	}
+	if d.combine, err = c.Func(mod, "decode_combine"); err != nil {
+		return nil, err
+	}
+	d.Splits, d.Chunk = splitPlan(n, s.Batch*s.Heads/d.group, c.d.Props.SMs, s.HeadDim)
+	bh := int64(s.Batch * s.Heads)
+	if d.pacc, err = c.Alloc(bh * int64(d.Splits) * int64(s.HeadDim) * 4); err != nil {
+		return nil, err
+	}
+	if d.pml, err = c.Alloc(bh * int64(d.Splits) * 2 * 4); err != nil {
+		return nil, err
+	}
+	if d.Out, err = c.Alloc(bh * int64(s.HeadDim) * 4); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// splitPlan chooses the number of splits and the keys per split for n
+// keys and a given number of (batch, head-block) pairs: enough blocks to
+// fill the SMs decodeBlocksPerSM times, but at least two block steps of
+// keys per split.
+func splitPlan(n, headBlocks, sms, headDim int) (splits, chunk int) {
+	step := decodeThreads / (headDim / 8) * decodeTile
+	want := max(1, (sms*decodeBlocksPerSM+headBlocks-1)/headBlocks)
+	most := max(1, (n+2*step-1)/(2*step))
+	splits = min(want, most)
+	chunk = (n + splits - 1) / splits
+	chunk = (chunk + step - 1) / step * step
+	splits = (n + chunk - 1) / chunk
+	return splits, chunk
+}
+
+// DecodeInputs are the device inputs of a decode call.
+type DecodeInputs struct {
+	Q    Buffer // fp32 [Batch][Heads][HeadDim]
+	K, V Buffer // 16-bit [Batch][KVHeads][Context][HeadDim]
+	// Idx holds int32 [Batch][Lists][K] key positions (gather only).
+	Idx Buffer
+	// Scale is the softmax scale (1/sqrt(HeadDim) when 0).
+	Scale float32
+}
+
+// Enqueue launches the decode on stream s; the result lands in d.Out.
+func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
+	sh := d.Shape
+	scale := in.Scale
+	if scale == 0 {
+		scale = 1 / sqrt32(float32(sh.HeadDim))
+	}
+	grid := Dim3{uint32(d.Splits), uint32(sh.Heads / d.group), uint32(sh.Batch)}
+	block := Dim3{X: decodeThreads}
+	var err error
+	if d.Sel == Dense {
+		err = c.Launch(d.partial, grid, block, 0, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
+	} else {
+		err = c.Launch(d.partial, grid, block, 0, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Launch(d.combine, Dim3{X: uint32(sh.Batch * sh.Heads)}, Dim3{X: uint32(sh.HeadDim)}, 0, s, d.pacc, d.pml, d.Splits, d.Out)
+}
+
+// Free releases the decoder's buffers.
+func (d *Decoder) Free(c *Ctx) {
+	c.Free(d.pacc)
+	c.Free(d.pml)
+	c.Free(d.Out)
+}

@@ -1,0 +1,25 @@
+// Package gpu runs hbench's CUDA kernels from pure Go (CGO_ENABLED=0).
+//
+// The CUDA driver (libcuda.so.1) and NVRTC are loaded at run time through
+// github.com/ebitengine/purego; nothing is linked at build time, so hbench
+// builds and its CPU paths run on machines without CUDA. Where no driver
+// loads, Open returns an error wrapping ErrNoGPU that says why, and every
+// GPU test skips with that message.
+//
+// Data flow:
+//
+//   - Open(0) retains the device's primary context on one goroutine locked
+//     to its OS thread; every driver call runs there (Device.Do hands a Ctx
+//     to a function that runs on that thread).
+//   - Compile specialises an embedded .cu source by -D defines and compiles
+//     it with NVRTC to a CUBIN for the device's own architecture
+//     (--gpu-architecture=sm_XY). CUBINs are cached on disk under
+//     os.UserCacheDir()/hbench/cubin, keyed by a hash of the source, the
+//     options, the arch and the NVRTC version.
+//   - Ctx holds the raw operations: memory, copies, streams, events,
+//     kernel launches, CUDA graphs, an L2 flush.
+//   - decode.go builds the attention kernels on top (dense split-K decode
+//     and sparse gather decode) and time.go the timing protocol: warm-up,
+//     one pair of events per repeat, optional L2 flush before each repeat,
+//     optional CUDA-graph launch, raw samples kept.
+package gpu
