@@ -132,7 +132,7 @@ func TestCoreMethods(t *testing.T) {
 								t.Fatalf("%s shared: heads differ", name)
 							}
 							if name == "oracle" && !windows && !shared {
-								r := metrics.NewReference(g.Q[h].Row(pos), g.K, g.V, pos, g.Scale)
+								r := metrics.NewReference(g.Q[h].Row(pos), g.K, g.V, pos, g.Scale, 0)
 								if rc := r.Recall(sel[h], b.Total); rc != 1 {
 									t.Fatalf("oracle recall %g at pos %d budget %+v", rc, pos, b)
 								}
@@ -172,7 +172,7 @@ func BenchmarkSelectAndScore(b *testing.B) {
 			for b.Loop() {
 				bud := bs.Resolve(n)
 				sel, _ = m.Select(Step{T: n - 1, Budget: bud}, sel)
-				r := metrics.NewReference(g.Q[0].Row(n-1), g.K, g.V, n-1, g.Scale)
+				r := metrics.NewReference(g.Q[0].Row(n-1), g.K, g.V, n-1, g.Scale, bud.Total)
 				_ = r.Recall(sel[0], bud.Total) + r.MassRecall(sel[0]) + r.OutputError(sel[0])
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "keys/s")

@@ -17,7 +17,7 @@ func handRef(ls []float32) *Reference {
 	for j := 0; j < n; j++ {
 		v.Row(j)[0], v.Row(j)[1] = float32(j), 1
 	}
-	return NewReference([]float32{1}, k, v, n-1, 1)
+	return NewReference([]float32{1}, k, v, n-1, 1, 0)
 }
 
 func TestRecallHandComputed(t *testing.T) {
@@ -89,7 +89,7 @@ func TestRandomProperties(t *testing.T) {
 	for i := range q {
 		q[i] = float32(rng.NormFloat64())
 	}
-	r := NewReference(q, k, v, n-1, 0.25)
+	r := NewReference(q, k, v, n-1, 0.25, 40)
 	// Mass of a top-k set is at least that of any other k-set.
 	top := make([]int32, 0, 30)
 	order := make([]int32, n)

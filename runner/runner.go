@@ -259,7 +259,7 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	if opt.MaxCells > 0 && len(todo) > opt.MaxCells {
 		todo = todo[:opt.MaxCells]
 	}
-	refs := newRefCache()
+	refs := newRefCache(x)
 	if err := execute(ctx, x, todo, refs, opt, func(c *resultfmt.Cell) error {
 		done[c.ID] = c
 		return w.Append(c)
@@ -322,6 +322,16 @@ func execute(ctx context.Context, x *config.Experiment, todo []*cell, refs *refC
 	}()
 	go func() { wg.Wait(); close(results) }()
 
+	// References of a layer are dropped once its last cell is done, so a
+	// sweep holds the exact attention of about one layer at a time.
+	remaining := map[*attn.Group]int{}
+	for _, c := range todo {
+		remaining[c.groups[0]]++
+	}
+	groupsOf := map[string]*cell{}
+	for _, c := range todo {
+		groupsOf[c.id] = c
+	}
 	start := time.Now()
 	var bar *progressbar.ProgressBar
 	var firstErr error
@@ -343,6 +353,11 @@ func execute(ctx context.Context, x *config.Experiment, todo []*cell, refs *refC
 			continue
 		}
 		n++
+		if c := groupsOf[r.c.ID]; c != nil {
+			if remaining[c.groups[0]]--; remaining[c.groups[0]] == 0 {
+				refs.drop(c.groups)
+			}
+		}
 		if opt.Progress != nil && bar == nil && time.Since(start) > 2*time.Second {
 			bar = progressbar.NewOptions(len(todo), progressbar.OptionSetWriter(opt.Progress),
 				progressbar.OptionSetDescription("cells"), progressbar.OptionShowCount(),
@@ -447,8 +462,9 @@ func isUnbudgeted(m methods.Method) bool {
 
 // refCache shares exact-attention references between cells.
 type refCache struct {
-	mu sync.Mutex
-	m  map[refKey]*refEntry
+	budgets []config.Budget
+	mu      sync.Mutex
+	m       map[refKey]*refEntry
 }
 
 type refKey struct {
@@ -461,7 +477,9 @@ type refEntry struct {
 	r    *metrics.Reference
 }
 
-func newRefCache() *refCache { return &refCache{m: map[refKey]*refEntry{}} }
+func newRefCache(x *config.Experiment) *refCache {
+	return &refCache{budgets: x.Budgets, m: map[refKey]*refEntry{}}
+}
 
 func (c *refCache) get(g *attn.Group, h, t int) *metrics.Reference {
 	k := refKey{g, h, t}
@@ -472,8 +490,29 @@ func (c *refCache) get(g *attn.Group, h, t int) *metrics.Reference {
 		c.m[k] = e
 	}
 	c.mu.Unlock()
-	e.once.Do(func() { e.r = metrics.NewReference(g.Q[h].Row(t), g.K, g.V, t, g.Scale) })
+	e.once.Do(func() {
+		kmax := 1
+		for _, b := range c.budgets {
+			kmax = max(kmax, b.TotalFor(t+1))
+		}
+		e.r = metrics.NewReference(g.Q[h].Row(t), g.K, g.V, t, g.Scale, kmax)
+	})
 	return e.r
+}
+
+// drop forgets the references of the given groups.
+func (c *refCache) drop(groups []*attn.Group) {
+	set := map[*attn.Group]bool{}
+	for _, g := range groups {
+		set[g] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if set[k.g] {
+			delete(c.m, k)
+		}
+	}
 }
 
 // commit returns the source revision: the build's VCS stamp, or git's
