@@ -5,23 +5,33 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/hbench/hbench/attn"
 	"github.com/hbench/hbench/tensor"
+	"gopkg.in/yaml.v3"
 )
 
 // DoubleSparsityParams configures Double Sparsity.
 type DoubleSparsityParams struct {
-	Calibration string `yaml:"calibration" doc:"workload (of the experiment's calibration block) the channels are calibrated on; 'self' calibrates on the evaluated data itself (optimistic: it sees the test queries)"`
-	Channels    int    `yaml:"channels" doc:"r: channels of K kept in the label cache"`
-	Bits        int    `yaml:"bits" doc:"bits per label value: 16 keeps them at the KV cache precision (no quantisation); 1..15 quantises each token's r labels with its own min-max uniform grid"`
+	Calibration Names `yaml:"calibration" doc:"workload(s) of the experiment's calibration block the channels are calibrated on (a name or a list; groups are matched by layer and KV head); self calibrates on the evaluated data itself (optimistic: it sees the test queries)"`
+	Channels    int   `yaml:"channels" doc:"r: channels of K kept in the label cache"`
+	Bits        int   `yaml:"bits" doc:"bits per label value: 16 keeps them at the KV cache precision (no quantisation); 1..15 quantises each token's r labels with its own min-max uniform grid"`
 }
 
 // Validate implements the config check.
 func (p *DoubleSparsityParams) Validate() error {
 	var errs []error
-	if p.Calibration == "" {
+	switch {
+	case len(p.Calibration) == 0:
 		errs = append(errs, errors.New("calibration: name a workload of the experiment's calibration block, or self"))
+	case len(p.Calibration) > 1 && slices.Contains(p.Calibration, "self"):
+		errs = append(errs, errors.New("calibration: self cannot be combined with workloads"))
+	}
+	for i, n := range p.Calibration {
+		if n == "" {
+			errs = append(errs, fmt.Errorf("calibration[%d]: empty name", i))
+		}
 	}
 	if p.Channels < 1 {
 		errs = append(errs, fmt.Errorf("channels: must be > 0, got %d", p.Channels))
@@ -31,6 +41,31 @@ func (p *DoubleSparsityParams) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+func (p *DoubleSparsityParams) self() bool {
+	return len(p.Calibration) == 1 && p.Calibration[0] == "self"
+}
+
+// Names is a list of names that YAML may also give as one scalar
+// ("calibration: calib" or "calibration: [a, b]").
+type Names []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (n *Names) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind == yaml.ScalarNode {
+		*n = Names{v.Value}
+		return nil
+	}
+	var s []string
+	if err := v.Decode(&s); err != nil {
+		return err
+	}
+	*n = s
+	return nil
+}
+
+// String returns the names, comma-separated.
+func (n Names) String() string { return strings.Join(n, ",") }
 
 // DoubleSparsity is Double Sparsity (Yang et al., "Post-Training Sparse
 // Attention with Double Sparsity", arXiv 2408.07092, §3): offline, each
@@ -42,7 +77,9 @@ func (p *DoubleSparsityParams) Validate() error {
 // plus sink and local. Channels are chosen per (layer, KV head), the
 // importance summed over the group's query heads, so one label cache serves
 // the group (r·bits bits per token per KV head). Calibration groups are
-// matched to the evaluated group by layer and KV head. With quantisation
+// matched to the evaluated group by layer and KV head; with several
+// calibration workloads, groups of one (layer, KV head) add their
+// importances. With quantisation
 // (bits < 16) each token's r labels are stored on their own min-max
 // uniform grid (as the authors' per-token quantiser; the two grid values
 // per token are not counted in AuxBits). With Options.Shared the group's
@@ -68,15 +105,19 @@ func newDoubleSparsity(p any, env Env) (Method, error) {
 		return nil, fmt.Errorf("doublesparsity: %w", err)
 	}
 	ds := &DoubleSparsity{p: dp, channels: map[[2]int][]int{}}
-	if dp.Calibration == "self" {
+	if dp.self() {
 		return ds, nil
 	}
 	if env.Calibration == nil {
-		return nil, fmt.Errorf("doublesparsity: calibration %q: the experiment has no calibration workloads", dp.Calibration)
+		return nil, fmt.Errorf("doublesparsity: calibration %s: the experiment has no calibration workloads", dp.Calibration)
 	}
-	groups, err := env.Calibration(dp.Calibration)
-	if err != nil {
-		return nil, fmt.Errorf("doublesparsity: calibration %q: %w", dp.Calibration, err)
+	var groups []*attn.Group
+	for _, name := range dp.Calibration {
+		gs, err := env.Calibration(name)
+		if err != nil {
+			return nil, fmt.Errorf("doublesparsity: calibration %q: %w", name, err)
+		}
+		groups = append(groups, gs...)
 	}
 	imp := map[[2]int][]float64{}
 	for _, g := range groups {
@@ -85,7 +126,7 @@ func newDoubleSparsity(p any, env Env) (Method, error) {
 			imp[key] = make([]float64, g.D())
 		}
 		if len(imp[key]) != g.D() {
-			return nil, fmt.Errorf("doublesparsity: calibration %q: layer %d KV head %d has head dimensions %d and %d", dp.Calibration, g.Layer, g.KVHead, len(imp[key]), g.D())
+			return nil, fmt.Errorf("doublesparsity: calibration %s: layer %d KV head %d has head dimensions %d and %d", dp.Calibration, g.Layer, g.KVHead, len(imp[key]), g.D())
 		}
 		addImportance(g, imp[key])
 	}
@@ -151,7 +192,7 @@ func (ds *DoubleSparsity) AuxBits(d, groupSize int) float64 {
 // Prepare implements Method: it builds the label cache of the group.
 func (ds *DoubleSparsity) Prepare(g *attn.Group, opt Options) (Selector, error) {
 	var ch []int
-	if ds.p.Calibration == "self" {
+	if ds.p.self() {
 		if ds.p.Channels > g.D() {
 			return nil, fmt.Errorf("doublesparsity: channels %d exceeds the head dimension %d", ds.p.Channels, g.D())
 		}
@@ -159,10 +200,10 @@ func (ds *DoubleSparsity) Prepare(g *attn.Group, opt Options) (Selector, error) 
 	} else {
 		ch = ds.channels[[2]int{g.Layer, g.KVHead}]
 		if ch == nil {
-			return nil, fmt.Errorf("doublesparsity: calibration %q has no data for layer %d KV head %d", ds.p.Calibration, g.Layer, g.KVHead)
+			return nil, fmt.Errorf("doublesparsity: calibration %s has no data for layer %d KV head %d", ds.p.Calibration, g.Layer, g.KVHead)
 		}
 		if ch[len(ch)-1] >= g.D() {
-			return nil, fmt.Errorf("doublesparsity: calibration %q channels are for a larger head dimension than %d", ds.p.Calibration, g.D())
+			return nil, fmt.Errorf("doublesparsity: calibration %s channels are for a larger head dimension than %d", ds.p.Calibration, g.D())
 		}
 	}
 	r := len(ch)

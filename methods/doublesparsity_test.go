@@ -7,6 +7,7 @@ import (
 	"github.com/hbench/hbench/attn"
 	"github.com/hbench/hbench/budget"
 	"github.com/hbench/hbench/tensor"
+	"gopkg.in/yaml.v3"
 )
 
 // TestDoubleSparsityFullIsOracle checks that with r = d channels at full
@@ -19,7 +20,7 @@ func TestDoubleSparsityFullIsOracle(t *testing.T) {
 	for _, calib := range []string{"self", "calib"} {
 		ds := newMethod(t, "doublesparsity", func(p any) {
 			dp := p.(*DoubleSparsityParams)
-			dp.Calibration, dp.Channels = calib, 16
+			dp.Calibration, dp.Channels = Names{calib}, 16
 		}, env)
 		for _, spec := range []budget.Spec{{Sparsity: 4, Sink: 2, Local: 4}, {Tokens: 9}, {Sparsity: 16}} {
 			so, _ := oracle.Prepare(g, Options{})
@@ -69,7 +70,7 @@ func TestDoubleSparsityChannels(t *testing.T) {
 	// the label cache holds the chosen channels, and the approximate score
 	// is q restricted to them times the labels
 	ds := newMethod(t, "doublesparsity", func(p any) {
-		p.(*DoubleSparsityParams).Calibration, p.(*DoubleSparsityParams).Channels = "self", 1
+		p.(*DoubleSparsityParams).Calibration, p.(*DoubleSparsityParams).Channels = Names{"self"}, 1
 	}, Env{})
 	s, err := ds.Prepare(g, Options{})
 	if err != nil {
@@ -106,7 +107,10 @@ func equalF(a, b []float32) bool {
 func TestDoubleSparsityErrors(t *testing.T) {
 	g := randGroup(1, 10, 8, 1)
 	g.Layer = 5
-	ds := newMethod(t, "doublesparsity", func(p any) { p.(*DoubleSparsityParams).Calibration = "calib"; p.(*DoubleSparsityParams).Channels = 4 }, selfCalib(randGroup(2, 10, 8, 1)))
+	ds := newMethod(t, "doublesparsity", func(p any) {
+		p.(*DoubleSparsityParams).Calibration = Names{"calib"}
+		p.(*DoubleSparsityParams).Channels = 4
+	}, selfCalib(randGroup(2, 10, 8, 1)))
 	if _, err := ds.Prepare(g, Options{}); err == nil || !strings.Contains(err.Error(), "layer 5 KV head 0") {
 		t.Errorf("unmatched layer: error %v, want one naming layer 5 KV head 0", err)
 	}
@@ -117,14 +121,39 @@ func TestDoubleSparsityErrors(t *testing.T) {
 		want string
 	}{
 		{DoubleSparsityParams{Channels: 4, Bits: 16}, Env{}, "calibration:"},
-		{DoubleSparsityParams{Calibration: "x", Channels: 4, Bits: 16}, Env{}, "no calibration workloads"},
-		{DoubleSparsityParams{Calibration: "x", Channels: 4, Bits: 16}, selfCalib(), "no calibration workload x"},
-		{DoubleSparsityParams{Calibration: "calib", Channels: 9, Bits: 16}, selfCalib(randGroup(2, 10, 8, 1)), "exceeds the head dimension"},
-		{DoubleSparsityParams{Calibration: "self", Channels: 4, Bits: 0}, Env{}, "bits"},
+		{DoubleSparsityParams{Calibration: Names{"self", "calib"}, Channels: 4, Bits: 16}, Env{}, "self cannot be combined"},
+		{DoubleSparsityParams{Calibration: Names{"x"}, Channels: 4, Bits: 16}, Env{}, "no calibration workloads"},
+		{DoubleSparsityParams{Calibration: Names{"calib", "x"}, Channels: 4, Bits: 16}, selfCalib(), "no calibration workload x"},
+		{DoubleSparsityParams{Calibration: Names{"calib"}, Channels: 9, Bits: 16}, selfCalib(randGroup(2, 10, 8, 1)), "exceeds the head dimension"},
+		{DoubleSparsityParams{Calibration: Names{"self"}, Channels: 4, Bits: 0}, Env{}, "bits"},
 	} {
 		p := c.p
 		if _, err := spec.New(&p, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one containing %q", c.p, err, c.want)
 		}
+	}
+}
+
+// TestNamesYAML checks that calibration takes a name or a list.
+func TestNamesYAML(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Names
+	}{
+		{"calibration: self", Names{"self"}},
+		{"calibration: [a, b]", Names{"a", "b"}},
+		{"calibration:\n  - a\n", Names{"a"}},
+	} {
+		var p DoubleSparsityParams
+		if err := yaml.Unmarshal([]byte(c.in), &p); err != nil {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		if p.Calibration.String() != c.want.String() {
+			t.Errorf("%q: %v, want %v", c.in, p.Calibration, c.want)
+		}
+	}
+	var p DoubleSparsityParams
+	if err := yaml.Unmarshal([]byte("calibration: {a: 1}"), &p); err == nil {
+		t.Error("a mapping decoded as calibration names")
 	}
 }

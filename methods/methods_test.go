@@ -24,10 +24,12 @@ func TestSelectionInvariants(t *testing.T) {
 		}},
 		{"quest", "quest", func(p any) { p.(*QuestParams).Page = 4 }},
 		{"quest-3bit", "quest", func(p any) { p.(*QuestParams).Page, p.(*QuestParams).Bits = 5, 3 }},
-		{"doublesparsity", "doublesparsity", func(p any) { p.(*DoubleSparsityParams).Calibration, p.(*DoubleSparsityParams).Channels = "self", 4 }},
+		{"doublesparsity", "doublesparsity", func(p any) {
+			p.(*DoubleSparsityParams).Calibration, p.(*DoubleSparsityParams).Channels = Names{"self"}, 4
+		}},
 		{"doublesparsity-calib-2bit", "doublesparsity", func(p any) {
 			dp := p.(*DoubleSparsityParams)
-			dp.Calibration, dp.Channels, dp.Bits = "calib", 4, 2
+			dp.Calibration, dp.Channels, dp.Bits = Names{"calib"}, 4, 2
 		}},
 		{"h2o", "h2o", nil},
 		{"h2o-zero", "h2o", func(p any) { p.(*H2OParams).Init = "zero" }},
