@@ -62,6 +62,7 @@ func init() {
 		Short: "check an experiment file (and load its data) without running it",
 		Usage: "EXPERIMENT.yaml...",
 		Setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer, io.Writer) error {
+			root := fs.String("out", "results", "results `root` (trained weights are cached under ROOT/.cache)")
 			return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				if len(args) == 0 {
 					return Usagef("need at least one experiment file")
@@ -74,7 +75,7 @@ func init() {
 					if _, err := runner.Load(x); err != nil {
 						return err
 					}
-					if _, err := runner.BuildMethods(x); err != nil {
+					if _, err := runner.BuildMethods(ctx, x, *root, stderr); err != nil {
 						return err
 					}
 					fmt.Fprintf(stdout, "%s: ok: %s\n", a, x.Summary())

@@ -28,6 +28,7 @@ import (
 	"github.com/hbench/hbench/budget"
 	"github.com/hbench/hbench/methods"
 	"github.com/hbench/hbench/registry"
+	"github.com/hbench/hbench/train"
 	"github.com/hbench/hbench/workloads"
 )
 
@@ -53,6 +54,9 @@ type Experiment struct {
 	// Selection is PerHead or PerKVHead.
 	Selection string
 	Variants  []*Variant
+	// Trainings are the named HashAttention trainings of the `train:`
+	// block; a method refers to one by name (hashattention: {trained: NAME}).
+	Trainings []*Training
 	// Raw is the decoded document, recorded in the manifest.
 	Raw any
 	// Hash identifies the experiment's content (SHA-256 of the canonical
@@ -64,6 +68,16 @@ type Experiment struct {
 type Budget struct {
 	budget.Spec
 	Line int
+}
+
+// Training is one entry of the train block: learn HashAttention maps on a
+// workload of the experiment (usually one listed under calibration, so it
+// is not also evaluated).
+type Training struct {
+	Name     string
+	Workload string
+	Config   train.Config
+	Line     int
 }
 
 // Workload is one workload entry.
@@ -175,8 +189,10 @@ func Parse(path string, data []byte) (*Experiment, error) {
 			}
 		case "methods":
 			x.Variants = parseMethods(el, v)
+		case "train":
+			x.Trainings = parseTrain(el, v)
 		default:
-			el.add(k.Line, k.Value, "unknown key (known: name, seed, workloads, calibration, queries, budget, selection, methods)")
+			el.add(k.Line, k.Value, "unknown key (known: name, seed, workloads, calibration, queries, budget, selection, methods, train)")
 		}
 	}
 	for _, req := range []string{"name", "workloads", "queries", "budget", "methods"} {
@@ -193,6 +209,16 @@ func Parse(path string, data []byte) (*Experiment, error) {
 			el.add(w.Line, "workloads", "duplicate workload name %q", w.Name)
 		}
 		names[w.Name] = true
+	}
+	tnames := map[string]bool{}
+	for i, t := range x.Trainings {
+		if !names[t.Workload] {
+			el.add(t.Line, fmt.Sprintf("train[%d].workload", i), "no workload or calibration workload named %q", t.Workload)
+		}
+		if tnames[t.Name] {
+			el.add(t.Line, fmt.Sprintf("train[%d].name", i), "duplicate training name %q", t.Name)
+		}
+		tnames[t.Name] = true
 	}
 	labels := map[string]int{}
 	for _, v := range x.Variants {
@@ -328,6 +354,43 @@ func parseWorkloads(el *errList, n *yaml.Node, path, dir string) []*Workload {
 			validateParams(el, kindNode.Line, kp, w.Params)
 		}
 		out = append(out, w)
+	}
+	return out
+}
+
+func parseTrain(el *errList, n *yaml.Node) []*Training {
+	if n.Kind != yaml.SequenceNode {
+		el.add(n.Line, "train", "must be a list of trainings {name, workload, config}")
+		return nil
+	}
+	var out []*Training
+	for i, e := range n.Content {
+		p := fmt.Sprintf("train[%d]", i)
+		if e.Kind != yaml.MappingNode {
+			el.add(e.Line, p, "must be a mapping {name, workload, config}")
+			continue
+		}
+		t := &Training{Config: train.Defaults(), Line: e.Line}
+		for j := 0; j+1 < len(e.Content); j += 2 {
+			k, v := e.Content[j], e.Content[j+1]
+			switch k.Value {
+			case "name":
+				decodeInto(el, v, p+".name", &t.Name)
+			case "workload":
+				decodeInto(el, v, p+".workload", &t.Workload)
+			case "config":
+				if decodeStrict(el, v, p+".config", &t.Config) {
+					validateParams(el, v.Line, p+".config", &t.Config)
+				}
+			default:
+				el.add(k.Line, p, "unknown key %q (known: name, workload, config)", k.Value)
+			}
+		}
+		if t.Name == "" || t.Workload == "" {
+			el.add(e.Line, p, "needs a name and a workload")
+			continue
+		}
+		out = append(out, t)
 	}
 	return out
 }

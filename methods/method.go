@@ -55,6 +55,10 @@ type Env struct {
 	// for methods calibrated offline (Double Sparsity). Nil when the
 	// experiment has none.
 	Calibration func(workload string) ([]*attn.Group, error)
+	// Trained returns the path of the weights made by the experiment's
+	// training of that name (trained on first use, then cached). Nil when
+	// the experiment has no train block.
+	Trained func(name string) (string, error)
 }
 
 // Constructor builds a method from a parameter struct made by its entry's

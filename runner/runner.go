@@ -34,6 +34,7 @@ import (
 	"github.com/hbench/hbench/methods"
 	"github.com/hbench/hbench/metrics"
 	"github.com/hbench/hbench/resultfmt"
+	"github.com/hbench/hbench/train"
 	"github.com/hbench/hbench/workloads"
 )
 
@@ -128,21 +129,21 @@ func loadWorkload(x *config.Experiment, w *config.Workload, path string) ([]*att
 	return groups, nil
 }
 
-// BuildMethods constructs every method variant.
-func BuildMethods(x *config.Experiment) ([]methods.Method, error) {
+// BuildMethods constructs every method variant. Trainings the methods
+// refer to run here (or come from the cache under root/.cache), with their
+// progress on progress.
+func BuildMethods(ctx context.Context, x *config.Experiment, root string, progress io.Writer) ([]methods.Method, error) {
 	var (
 		mu    sync.Mutex
 		calib = map[string][]*attn.Group{}
 	)
-	env := methods.Env{Dir: x.Dir, Calibration: func(name string) ([]*attn.Group, error) {
-		mu.Lock()
-		defer mu.Unlock()
+	load := func(name string, workloads []*config.Workload, block string) ([]*attn.Group, error) {
 		if g, ok := calib[name]; ok {
 			return g, nil
 		}
-		for i, w := range x.Calibration {
+		for i, w := range workloads {
 			if w.Name == name {
-				g, err := loadWorkload(x, w, fmt.Sprintf("calibration[%d]", i))
+				g, err := loadWorkload(x, w, fmt.Sprintf("%s[%d]", block, i))
 				if err != nil {
 					return nil, err
 				}
@@ -150,12 +151,48 @@ func BuildMethods(x *config.Experiment) ([]methods.Method, error) {
 				return g, nil
 			}
 		}
+		return nil, nil
+	}
+	env := methods.Env{Dir: x.Dir}
+	env.Calibration = func(name string) ([]*attn.Group, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		g, err := load(name, x.Calibration, "calibration")
+		if g != nil || err != nil {
+			return g, err
+		}
 		var names []string
 		for _, w := range x.Calibration {
 			names = append(names, w.Name)
 		}
 		return nil, fmt.Errorf("no calibration workload %q (the experiment's calibration block has: %s)", name, strings.Join(names, ", "))
-	}}
+	}
+	env.Trained = func(name string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, t := range x.Trainings {
+			if t.Name != name {
+				continue
+			}
+			g, err := load(t.Workload, x.Calibration, "calibration")
+			if g == nil && err == nil {
+				g, err = load(t.Workload, x.Workloads, "workloads")
+			}
+			if err != nil {
+				return "", err
+			}
+			path, err := train.Cached(ctx, filepath.Join(root, ".cache", "hashattention"), t.Config, g, progress)
+			if err != nil {
+				return "", x.Errorf(t.Line, fmt.Sprintf("train[%d]", i), "%v", err)
+			}
+			return path, nil
+		}
+		var names []string
+		for _, t := range x.Trainings {
+			names = append(names, t.Name)
+		}
+		return "", fmt.Errorf("no training %q (the experiment's train block has: %s)", name, strings.Join(names, ", "))
+	}
 	out := make([]methods.Method, len(x.Variants))
 	for i, v := range x.Variants {
 		spec, _ := methods.Registry.Lookup(v.Method)
@@ -186,17 +223,17 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
-	ms, err := BuildMethods(x)
+	root := opt.Root
+	if root == "" {
+		root = "results"
+	}
+	ms, err := BuildMethods(ctx, x, root, opt.Progress)
 	if err != nil {
 		return nil, err
 	}
 	runID := opt.RunID
 	if runID == "" {
 		runID = x.Hash[:12]
-	}
-	root := opt.Root
-	if root == "" {
-		root = "results"
 	}
 	dir := filepath.Join(root, x.Name, runID)
 	if opt.Fresh {
