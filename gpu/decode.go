@@ -12,7 +12,7 @@ var decodeSrc string
 // Sources lists the embedded kernel sources by name, for the all-arch
 // compile test.
 func Sources() map[string]string {
-	return map[string]string{"decode.cu": decodeSrc}
+	return map[string]string{"decode.cu": decodeSrc, "util.cu": utilSrc, "hash.cu": hashSrc}
 }
 
 // DType names a 16-bit K/V element type.

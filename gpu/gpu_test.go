@@ -254,7 +254,7 @@ func TestDecodeDenseMatchesReference(t *testing.T) {
 		{Batch: 1, Heads: 4, KVHeads: 1, HeadDim: 128, Context: 37, DType: BF16},   // N < one block step
 		{Batch: 2, Heads: 8, KVHeads: 2, HeadDim: 128, Context: 5000, DType: BF16}, // batch > 1, N not a tile multiple
 		{Batch: 1, Heads: 32, KVHeads: 8, HeadDim: 128, Context: 70001, DType: BF16},
-		{Batch: 3, Heads: 4, KVHeads: 4, HeadDim: 64, Context: 999, DType: BF16}, // MHA, d = 64
+		{Batch: 3, Heads: 4, KVHeads: 4, HeadDim: 64, Context: 999, DType: BF16},  // MHA, d = 64
 		{Batch: 1, Heads: 8, KVHeads: 1, HeadDim: 64, Context: 3001, DType: FP16}, // group 8, fp16
 		{Batch: 2, Heads: 6, KVHeads: 3, HeadDim: 128, Context: 2049, DType: FP16},
 	} {

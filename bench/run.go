@@ -1,0 +1,344 @@
+package bench
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hbench/hbench/budget"
+	"github.com/hbench/hbench/gpu"
+	"github.com/hbench/hbench/resultfmt"
+)
+
+// Options control where a run writes and what it prints.
+type Options struct {
+	// Root is the results root; the run goes to Root/<name>/<RunID>.
+	Root string
+	// RunID names the run directory (default: UTC start time).
+	RunID string
+	// ConfigPath and Raw are the bench file and its bytes (manifest).
+	ConfigPath string
+	Raw        []byte
+	// Commit overrides the build's VCS revision in the manifest.
+	Commit string
+	// Log receives one progress line per cell (nil: none).
+	Log io.Writer
+}
+
+// Result is a finished run.
+type Result struct {
+	Dir      string
+	Manifest *resultfmt.Manifest
+	Cells    []*resultfmt.Cell
+}
+
+// Commit returns the build's VCS revision ("-dirty" when modified), or "".
+func Commit() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, mod string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			mod = s.Value
+		}
+	}
+	if rev != "" && mod == "true" {
+		rev += "-dirty"
+	}
+	return rev
+}
+
+// Shape is one point of the sweep's shape axes.
+type Shape = gpu.Shape
+
+// Shapes expands the config's shape axes in file order (context
+// outermost, so one allocation serves all kernels of a shape).
+func (c *Config) Shapes() []Shape {
+	var out []Shape
+	for _, n := range c.Contexts {
+		for _, b := range c.Batch {
+			for _, h := range c.Heads {
+				for _, kv := range c.KVHeads {
+					for _, d := range c.HeadDim {
+						for _, dt := range c.DType {
+							out = append(out, Shape{Batch: b, Heads: h, KVHeads: kv, HeadDim: d, Context: n, DType: dt})
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Run measures the copy-bandwidth ceiling, then every cell, appending
+// each cell to cells.jsonl as it finishes; it then writes summary.csv and
+// the finished manifest.
+func Run(dev *gpu.Device, cfg *Config, opt Options) (*Result, error) {
+	start := time.Now().UTC()
+	runID := opt.RunID
+	if runID == "" {
+		runID = start.Format("20060102T150405Z")
+	}
+	root := opt.Root
+	if root == "" {
+		root = "results"
+	}
+	dir := filepath.Join(root, cfg.Name, runID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	nv, _, _ := gpu.NVRTCVersion()
+	p := dev.Props
+	host, _ := os.Hostname()
+	sum := sha256.Sum256(opt.Raw)
+	var raw any
+	yaml.Unmarshal(opt.Raw, &raw)
+	m := &resultfmt.Manifest{
+		Experiment: cfg.Name, RunID: runID, ConfigPath: opt.ConfigPath, ConfigHash: hex.EncodeToString(sum[:]),
+		Config: raw, Commit: opt.Commit, GoVersion: runtime.Version(), Started: start,
+		Host: resultfmt.Host{Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Workers: 1},
+		GPU: &resultfmt.GPU{Name: p.Name, ComputeCapability: fmt.Sprintf("%d.%d", p.Major, p.Minor), Driver: p.DriverVersion(),
+			NVRTC: nv, SMs: p.SMs, L2Bytes: p.L2Bytes, MemoryBytes: p.MemoryBytes},
+	}
+	if m.Commit == "" {
+		m.Commit = Commit()
+	}
+	w, err := resultfmt.OpenCellWriter(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	res := &Result{Dir: dir, Manifest: m}
+	err = dev.Do(func(c *gpu.Ctx) error {
+		ceil, err := c.CopyBandwidth(1<<30, 30)
+		if err != nil {
+			return fmt.Errorf("copy-bandwidth ceiling: %w", err)
+		}
+		m.GPU.CopyGBps = ceil
+		if opt.Log != nil {
+			fmt.Fprintf(opt.Log, "%s: copy bandwidth %.0f GB/s (read+write)\n", p, ceil)
+		}
+		if err := resultfmt.WriteManifest(dir, m); err != nil {
+			return err
+		}
+		r := &runner{c: c, cfg: cfg, ceil: ceil, opt: opt, w: w, res: res}
+		flush, err := c.FlushBuffer()
+		if err != nil {
+			return err
+		}
+		defer c.Free(flush)
+		r.flush = flush
+		if r.s, err = c.NewStream(); err != nil {
+			return err
+		}
+		defer c.DestroyStream(r.s)
+		for i, sh := range cfg.Shapes() {
+			if err := r.shape(sh, cfg.Seed+uint64(i)*1000); err != nil {
+				return fmt.Errorf("shape %+v: %w", sh, err)
+			}
+		}
+		return nil
+	})
+	m.Finished = time.Now().UTC()
+	m.Cells = len(res.Cells)
+	if werr := resultfmt.WriteManifest(dir, m); err == nil {
+		err = werr
+	}
+	if serr := resultfmt.WriteSummary(dir, res.Cells); err == nil {
+		err = serr
+	}
+	return res, err
+}
+
+type runner struct {
+	c     *gpu.Ctx
+	cfg   *Config
+	ceil  float64
+	opt   Options
+	w     *resultfmt.CellWriter
+	res   *Result
+	flush gpu.Buffer
+	s     gpu.Stream
+}
+
+// shape allocates random inputs for one shape and times every kernel on
+// them.
+func (r *runner) shape(sh Shape, seed uint64) error {
+	c := r.c
+	if err := sh.Validate(); err != nil {
+		return err
+	}
+	var in gpu.DecodeInputs
+	var err error
+	if in.Q, err = c.Alloc(int64(sh.Batch*sh.Heads*sh.HeadDim) * 4); err != nil {
+		return err
+	}
+	defer c.Free(in.Q)
+	kv := sh.KVBytes() / 2
+	if in.K, err = c.Alloc(kv); err != nil {
+		return err
+	}
+	defer c.Free(in.K)
+	if in.V, err = c.Alloc(kv); err != nil {
+		return err
+	}
+	defer c.Free(in.V)
+	for i, f := range []func() error{
+		func() error { return c.FillF32(in.Q, seed+1) },
+		func() error { return c.Fill16(in.K, sh.DType, seed+2) },
+		func() error { return c.Fill16(in.V, sh.DType, seed+3) },
+	} {
+		if err := f(); err != nil {
+			return fmt.Errorf("fill input %d: %w", i, err)
+		}
+	}
+	for _, k := range r.cfg.Kernels {
+		switch k.Name {
+		case KernelDense:
+			if err := r.decode(sh, k, 0, in); err != nil {
+				return err
+			}
+		case KernelSparse:
+			for _, sp := range k.Sparsity {
+				if err := r.decode(sh, k, sp, in); err != nil {
+					return err
+				}
+			}
+		case KernelHash:
+			for _, sp := range k.Sparsity {
+				if err := r.hash(sh, k, sp, in); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// decode times the dense or sparse decode kernel.
+func (r *runner) decode(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
+	c := r.c
+	sel := k.Sel()
+	n := 0
+	if sel != gpu.Dense {
+		n = budget.Spec{Sparsity: sparsity}.TotalFor(sh.Context)
+		lists := sh.Batch * sh.Lists(sel)
+		idx, err := c.Alloc(int64(lists) * int64(n) * 4)
+		if err != nil {
+			return err
+		}
+		defer c.Free(idx)
+		if err := c.FillStrideLists(idx, lists, n, sh.Context, r.cfg.Seed+7); err != nil {
+			return err
+		}
+		in.Idx = idx
+	}
+	dec, err := gpu.NewDecoder(c, sh, sel, n)
+	if err != nil {
+		return err
+	}
+	defer dec.Free(c)
+	stage := k.Name
+	return r.time(sh, k, sparsity, n, stage, sh.DecodeBytes(sel, n), func() error { return dec.Enqueue(c, r.s, in) })
+}
+
+// time measures enqueue in every cache × graph mode and records cells.
+func (r *runner) time(sh Shape, k Kernel, sparsity float64, n int, stage string, bytes int64, enqueue func() error) error {
+	return r.timeModes(sh, k, sparsity, n, stage, bytes, r.cfg.Graph, enqueue)
+}
+
+func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage string, bytes int64, graphs []bool, enqueue func() error) error {
+	for _, cache := range r.cfg.Cache {
+		for _, graph := range graphs {
+			t0 := time.Now()
+			us, err := r.c.Time(r.s, gpu.TimeOpts{Warmup: r.cfg.Warmup, Repeats: r.cfg.Repeats, Cold: cache == "cold", Graph: graph, Flush: r.flush}, enqueue)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k.Variant(), err)
+			}
+			med, p25, p75 := gpu.Quantiles(us)
+			gbps := float64(bytes) / (med * 1e-6) / 1e9
+			cell := &resultfmt.Cell{
+				ID:   fmt.Sprintf("%s/%s/s%g/N%d/b%d/h%dx%d/d%d/%s/%s/graph=%v", k.Variant(), stage, sparsity, sh.Context, sh.Batch, sh.Heads, sh.KVHeads, sh.HeadDim, sh.DType, cache, graph),
+				Kind: resultfmt.KindLatency, Workload: "random", Method: k.Name, Variant: k.Variant(),
+				Sparsity: sparsity, Shared: k.Sel() == gpu.PerKVHead,
+				Latency: &resultfmt.Latency{
+					Stage: stage, Context: sh.Context, Batch: sh.Batch, Heads: sh.Heads, KVHeads: sh.KVHeads, HeadDim: sh.HeadDim,
+					DType: sh.DType, Cache: cache, Graph: graph, SamplesUS: us, MedianUS: med, P25US: p25, P75US: p75,
+					Bytes: bytes, GBps: gbps, CeilingGBps: r.ceil, FracCeiling: gbps / r.ceil,
+				},
+				Seconds: time.Since(t0).Seconds(),
+			}
+			if n > 0 {
+				cell.Params = map[string]any{"k": n}
+			}
+			if k.Name == KernelHash {
+				cell.Params["bits"] = k.Bits
+				cell.Params["codes"] = k.Codes
+				cell.Sink, cell.Local = k.Sink, k.Local
+			}
+			if err := r.w.Append(cell); err != nil {
+				return err
+			}
+			r.res.Cells = append(r.res.Cells, cell)
+			if r.opt.Log != nil {
+				fmt.Fprintf(r.opt.Log, "%-40s %-6s N=%-8d %s graph=%-5v %9.1f us  [%.1f, %.1f]  %6.0f GB/s  %5.1f%%\n",
+					k.Variant(), stage, sh.Context, cache, graph, med, p25, p75, gbps, 100*gbps/r.ceil)
+			}
+		}
+	}
+	return nil
+}
+
+// hash times the HashAttention step (query codes, counting select, sparse
+// decode: stage "step") and its select alone (stage "select"), on random
+// key codes and random query maps. The key codes are random words rather
+// than the key MLP's output: the step's cost does not depend on their
+// values beyond the score histogram, which random codes make binomial.
+func (r *runner) hash(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
+	c := r.c
+	sel := k.Sel()
+	codeHeads := sh.Heads
+	if k.Codes == "per-kv-head" {
+		codeHeads = sh.KVHeads
+	}
+	b := budget.Spec{Sparsity: sparsity, Sink: k.Sink, Local: k.Local}.Resolve(sh.Context)
+	h, err := gpu.NewHashStep(c, sh, sel, k.Bits, codeHeads, b)
+	if err != nil {
+		return err
+	}
+	defer h.Free(c)
+	kc, err := c.Alloc(h.KeyCodeBytes())
+	if err != nil {
+		return err
+	}
+	defer c.Free(kc)
+	qw, err := c.Alloc(int64(sh.Heads) * int64(h.MapFloats()) * 4)
+	if err != nil {
+		return err
+	}
+	defer c.Free(qw)
+	if err := c.FillU32(kc, r.cfg.Seed+11); err != nil {
+		return err
+	}
+	if err := c.FillF32(qw, r.cfg.Seed+12); err != nil {
+		return err
+	}
+	if err := r.time(sh, k, sparsity, b.Total, "step", h.StepBytes(), func() error { return h.Enqueue(c, r.s, in, qw, kc) }); err != nil {
+		return err
+	}
+	return r.timeModes(sh, k, sparsity, b.Total, "select", 2*h.SelectBytes(), []bool{true}, func() error { return h.EnqueueSelect(c, r.s, in.Q, qw, kc) })
+}

@@ -1,0 +1,224 @@
+package gpu
+
+import (
+	_ "embed"
+	"fmt"
+	"strconv"
+
+	"github.com/hbench/hbench/budget"
+)
+
+//go:embed kernels/hash.cu
+var hashSrc string
+
+// HashHidden is the hidden width of the HashAttention MLPs the kernels
+// implement: in -> HashHidden -> HashHidden -> bits, SiLU between layers
+// (the authors' default).
+const HashHidden = 128
+
+// HashMap is one learned map in row-major [out][in] form (as
+// methods.MLP): W1 [HashHidden][in], W2 [HashHidden][HashHidden], W3
+// [bits][HashHidden], with biases.
+type HashMap struct {
+	W1, B1, W2, B2, W3, B3 []float32
+}
+
+// PackHashMaps lays maps out for the kernels: per map, each weight matrix
+// transposed to [in][out], followed by its bias.
+func PackHashMaps(maps []HashMap, in, bits int) ([]float32, error) {
+	h := HashHidden
+	var out []float32
+	tr := func(w []float32, rows, cols int) {
+		for c := 0; c < cols; c++ {
+			for r := 0; r < rows; r++ {
+				out = append(out, w[r*cols+c])
+			}
+		}
+	}
+	for i, m := range maps {
+		if len(m.W1) != h*in || len(m.B1) != h || len(m.W2) != h*h || len(m.B2) != h || len(m.W3) != bits*h || len(m.B3) != bits {
+			return nil, fmt.Errorf("gpu: hash map %d: shapes do not match %d -> %d -> %d -> %d", i, in, h, h, bits)
+		}
+		tr(m.W1, h, in)
+		out = append(out, m.B1...)
+		tr(m.W2, h, h)
+		out = append(out, m.B2...)
+		tr(m.W3, bits, h)
+		out = append(out, m.B3...)
+	}
+	return out, nil
+}
+
+// HashStep is the per-token HashAttention pipeline for one shape: query
+// codes through the query MLPs, XOR+popcount scores fused with a counting
+// select into index lists, then the sparse decode over the lists.
+type HashStep struct {
+	Shape  Shape
+	Sel    Selection // PerKVHead (scores summed over the group) or PerHead
+	Bits   int
+	Budget budget.Budget
+	// CodeHeads is the number of key-code heads: Heads (a code per query
+	// head) or KVHeads (one per KV head).
+	CodeHeads int
+	// Blocks and Chunk split each list's middle range for the select.
+	Blocks, Chunk int
+	// QC are the query codes [Batch][Heads][Bits/32] (uint32); Idx the
+	// lists [Batch][Lists][Budget.Total] (int32).
+	QC, Idx              Buffer
+	bhist, thr, base     Buffer
+	qcode, keyc          *Func
+	hist, thresh, compct *Func
+	// Dec is the sparse decode over Idx.
+	Dec *Decoder
+}
+
+// HashDefines returns the hash module's defines.
+func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string {
+	selHeads := 1
+	if sel == PerKVHead {
+		selHeads = s.Heads / s.KVHeads
+	}
+	bf := "1"
+	if s.DType == FP16 {
+		bf = "0"
+	}
+	return map[string]string{
+		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
+		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
+	}
+}
+
+const hashSelThreads = 256
+
+// NewHashStep compiles the kernels and allocates the step's buffers. The
+// budget must be resolved for s.Context keys.
+func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.Budget) (*HashStep, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if sel != PerKVHead && sel != PerHead {
+		return nil, fmt.Errorf("hash step: selection must be per-kv-head or per-head, got %v", sel)
+	}
+	if bits != 32 && bits != 64 {
+		return nil, fmt.Errorf("hash step: bits %d: supported are 32 and 64", bits)
+	}
+	if codeHeads != s.Heads && codeHeads != s.KVHeads {
+		return nil, fmt.Errorf("hash step: code heads %d must be heads %d or kv_heads %d", codeHeads, s.Heads, s.KVHeads)
+	}
+	if b.N != s.Context || b.Total < 1 || b.Sink+b.Local+b.Heavy != b.Total {
+		return nil, fmt.Errorf("hash step: budget %+v does not fit context %d", b, s.Context)
+	}
+	mod, err := c.module("hash.cu", hashSrc, HashDefines(s, sel, bits, codeHeads))
+	if err != nil {
+		return nil, err
+	}
+	h := &HashStep{Shape: s, Sel: sel, Bits: bits, Budget: b, CodeHeads: codeHeads}
+	for _, f := range []struct {
+		p    **Func
+		name string
+	}{{&h.qcode, "query_codes"}, {&h.keyc, "key_codes"}, {&h.hist, "select_hist"}, {&h.thresh, "select_threshold"}, {&h.compct, "select_compact"}} {
+		if *f.p, err = c.Func(mod, f.name); err != nil {
+			return nil, err
+		}
+	}
+	lists := s.Batch * s.Lists(sel)
+	lo, hi := b.MiddleRange()
+	m := max(hi-lo, 1)
+	want := max(1, (c.d.Props.SMs*4+lists-1)/lists)
+	h.Blocks = min(want, (m+hashSelThreads-1)/hashSelThreads, 4*hashSelThreads)
+	h.Chunk = (m + h.Blocks - 1) / h.Blocks
+	h.Blocks = (m + h.Chunk - 1) / h.Chunk
+	nbins := int64(bits*(s.Heads/s.KVHeads)) + 1
+	words := int64(bits / 32)
+	allocs := []struct {
+		b *Buffer
+		n int64
+	}{
+		{&h.QC, int64(s.Batch*s.Heads) * words * 4},
+		{&h.Idx, int64(lists) * int64(b.Total) * 4},
+		{&h.bhist, int64(lists) * int64(h.Blocks) * nbins * 4},
+		{&h.thr, int64(lists) * 2 * 4},
+		{&h.base, int64(lists) * int64(h.Blocks) * 2 * 4},
+	}
+	for _, a := range allocs {
+		if *a.b, err = c.Alloc(a.n); err != nil {
+			h.Free(c)
+			return nil, err
+		}
+	}
+	if h.Dec, err = NewDecoder(c, s, sel, b.Total); err != nil {
+		h.Free(c)
+		return nil, err
+	}
+	return h, nil
+}
+
+// KeyCodeBytes is the size of the key codes [Batch][CodeHeads][Context][Bits/32].
+func (h *HashStep) KeyCodeBytes() int64 {
+	return int64(h.Shape.Batch*h.CodeHeads) * int64(h.Shape.Context) * int64(h.Bits/8)
+}
+
+// MapFloats is the number of floats of one packed map.
+func (h *HashStep) MapFloats() int {
+	d, m := h.Shape.HeadDim, HashHidden
+	return d*m + m + m*m + m + m*h.Bits + h.Bits
+}
+
+// EnqueueKeyCodes computes the key codes kc from the keys k through the
+// CodeHeads packed key maps kw (prefill; not part of the step).
+func (h *HashStep) EnqueueKeyCodes(c *Ctx, s Stream, k, kw, kc Buffer) error {
+	sh := h.Shape
+	return c.Launch(h.keyc, Dim3{uint32(sh.Context), uint32(h.CodeHeads), uint32(sh.Batch)}, Dim3{X: HashHidden}, 0, s,
+		k, kw, sh.Context, sh.KVHeads, h.CodeHeads, kc)
+}
+
+// EnqueueSelect computes the query codes from q through the Heads packed
+// query maps qw, scores the key codes kc and writes the lists to h.Idx.
+func (h *HashStep) EnqueueSelect(c *Ctx, s Stream, q, qw, kc Buffer) error {
+	sh := h.Shape
+	if err := c.Launch(h.qcode, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: HashHidden}, 0, s, q, qw, sh.Heads, h.QC); err != nil {
+		return err
+	}
+	lists := uint32(sh.Lists(h.Sel))
+	lo, hi := h.Budget.MiddleRange()
+	grid := Dim3{uint32(h.Blocks), lists, uint32(sh.Batch)}
+	blk := Dim3{X: hashSelThreads}
+	if err := c.Launch(h.hist, grid, blk, 0, s, h.QC, kc, sh.Context, sh.Heads, lo, hi, h.Chunk, h.bhist); err != nil {
+		return err
+	}
+	if err := c.Launch(h.thresh, Dim3{lists, uint32(sh.Batch), 1}, blk, 0, s, h.bhist, h.Blocks, h.Budget.Heavy, h.thr, h.base); err != nil {
+		return err
+	}
+	return c.Launch(h.compct, grid, blk, 0, s, h.QC, kc, sh.Context, sh.Heads, lo, hi, h.Chunk, h.thr, h.base,
+		h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx)
+}
+
+// Enqueue runs the whole step: select, then the sparse decode of q over
+// in.K, in.V into h.Dec.Out.
+func (h *HashStep) Enqueue(c *Ctx, s Stream, in DecodeInputs, qw, kc Buffer) error {
+	if err := h.EnqueueSelect(c, s, in.Q, qw, kc); err != nil {
+		return err
+	}
+	in.Idx = h.Idx
+	return h.Dec.Enqueue(c, s, in)
+}
+
+// StepBytes is the byte floor of one step: the key codes once, the query
+// maps, the K/V rows of the lists, the lists, q and the output.
+func (h *HashStep) StepBytes() int64 {
+	maps := int64(h.Shape.Heads) * int64(h.MapFloats()) * 4
+	return h.KeyCodeBytes() + maps + h.Shape.DecodeBytes(h.Sel, h.Budget.Total)
+}
+
+// SelectBytes is the byte floor of the select alone: the key codes once.
+func (h *HashStep) SelectBytes() int64 { return h.KeyCodeBytes() }
+
+// Free releases the step's buffers.
+func (h *HashStep) Free(c *Ctx) {
+	for _, b := range []Buffer{h.QC, h.Idx, h.bhist, h.thr, h.base} {
+		c.Free(b)
+	}
+	if h.Dec != nil {
+		h.Dec.Free(c)
+	}
+}

@@ -1,0 +1,308 @@
+// HashAttention decode step on the GPU: query codes, XOR+popcount scoring
+// fused with a counting select, for the sparse decode of decode.cu.
+//
+// Specialised by defines:
+//   IN_DIM     head dimension (64 or 128), the MLPs' input width
+//   HID        hidden width of the MLPs (128): in -> HID -> HID -> BITS, SiLU
+//   BITS       code bits, 32 or 64 (WORDS = BITS/32 uint32 words per code)
+//   SEL_HEADS  query heads whose scores are summed into one index list
+//              (1: per query head; the GQA group size: shared per KV head)
+//   CODE_DIV   query heads per key-code head (1: key codes per query head,
+//              as the authors do; the group size: one code per KV head)
+//   DTYPE_BF16 1 for bf16 keys, 0 for fp16
+//
+// Weights of one map (fp32, transposed so that thread i reads column i):
+// W1T[IN_DIM][HID], b1[HID], W2T[HID][HID], b2[HID], W3T[HID][BITS], b3[BITS].
+// Code bit i is set when output i is > 0; word w holds bits 32w..32w+31
+// (the little-endian halves of methods.MLP.Code's uint64 words).
+//
+// Counting select: a list's score of key j is
+//   sum over its SEL_HEADS query heads h of (BITS - popcount(qc[h] ^ kc[ch(h)][j])),
+// an integer in [0, SMAX]. Per list, over the middle range [lo, hi) of the
+// budget: select_hist writes one histogram per block (a fixed chunk of
+// positions), select_threshold finds the threshold score T and how many
+// keys r of score T to take (the lowest positions first), and each
+// block's counts of keys > T and == T before it; select_compact rescans
+// its chunk in order and writes key j to slot sink + gt_before(j) +
+// min(eq_before(j), r). Sink and local positions fill the ends, so each
+// list is ascending and equals the CPU TopK (score desc, position asc).
+
+#ifndef IN_DIM
+#define IN_DIM 128
+#endif
+#ifndef HID
+#define HID 128
+#endif
+#ifndef BITS
+#define BITS 32
+#endif
+#ifndef SEL_HEADS
+#define SEL_HEADS 1
+#endif
+#ifndef CODE_DIV
+#define CODE_DIV 1
+#endif
+#ifndef DTYPE_BF16
+#define DTYPE_BF16 1
+#endif
+
+#define WORDS (BITS / 32)
+#define SMAX (SEL_HEADS * BITS)
+#define NBINS (SMAX + 1)
+#define MAP_FLOATS (IN_DIM * HID + HID + HID * HID + HID + HID * BITS + BITS)
+#define SEL_THREADS 256
+
+__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+
+__device__ __forceinline__ float ld16(const unsigned short* p) {
+#if DTYPE_BF16
+    return __uint_as_float(((unsigned int)*p) << 16);
+#else
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(*p));
+    return f;
+#endif
+}
+
+// mlp_code: blockDim.x == HID; xs is the input in shared memory.
+__device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned int* out) {
+    __shared__ float h1[HID], h2[HID];
+    const int i = threadIdx.x;
+    const float* W1 = w;
+    const float* B1 = W1 + IN_DIM * HID;
+    const float* W2 = B1 + HID;
+    const float* B2 = W2 + HID * HID;
+    const float* W3 = B2 + HID;
+    const float* B3 = W3 + HID * BITS;
+    float a = 0.f;
+    for (int j = 0; j < IN_DIM; j++) a = fmaf(W1[j * HID + i], xs[j], a);
+    h1[i] = silu(a + B1[i]);
+    __syncthreads();
+    a = 0.f;
+    for (int j = 0; j < HID; j++) a = fmaf(W2[j * HID + i], h1[j], a);
+    h2[i] = silu(a + B2[i]);
+    __syncthreads();
+    if (i < ((BITS + 31) / 32) * 32) {
+        bool bit = false;
+        if (i < BITS) {
+            a = 0.f;
+            for (int j = 0; j < HID; j++) a = fmaf(W3[j * BITS + i], h2[j], a);
+            bit = a + B3[i] > 0.f;
+        }
+        unsigned int word = __ballot_sync(0xffffffffu, bit);
+        if ((i & 31) == 0) out[i / 32] = word;
+    }
+}
+
+// query_codes: grid (HQ, B), block HID. q fp32 [B][HQ][IN_DIM]; w: HQ maps;
+// qc [B][HQ][WORDS].
+extern "C" __global__ void __launch_bounds__(HID)
+query_codes(const float* __restrict__ q, const float* __restrict__ w, int hq, unsigned int* __restrict__ qc) {
+    __shared__ float xs[IN_DIM];
+    const int h = blockIdx.x, b = blockIdx.y;
+    for (int j = threadIdx.x; j < IN_DIM; j += blockDim.x) xs[j] = q[((size_t)b * hq + h) * IN_DIM + j];
+    __syncthreads();
+    mlp_code(xs, w + (size_t)h * MAP_FLOATS, qc + ((size_t)b * hq + h) * WORDS);
+}
+
+// key_codes (prefill): grid (N, HC, B), block HID. k 16-bit [B][HKV][N][IN_DIM];
+// w: HC maps; kc [B][HC][N][WORDS]; code head c reads KV head c*HKV/HC.
+extern "C" __global__ void __launch_bounds__(HID)
+key_codes(const unsigned short* __restrict__ k, const float* __restrict__ w, int N, int hkv, int hc,
+          unsigned int* __restrict__ kc) {
+    __shared__ float xs[IN_DIM];
+    const int j = blockIdx.x, c = blockIdx.y, b = blockIdx.z;
+    const int kvh = c / (hc / hkv);
+    const unsigned short* row = k + (((size_t)b * hkv + kvh) * N + j) * IN_DIM;
+    for (int t = threadIdx.x; t < IN_DIM; t += blockDim.x) xs[t] = ld16(row + t);
+    __syncthreads();
+    mlp_code(xs, w + (size_t)c * MAP_FLOATS, kc + (((size_t)b * hc + c) * N + j) * WORDS);
+}
+
+// Scoring context of one list.
+struct Scorer {
+    unsigned int q[SEL_HEADS][WORDS];
+    const unsigned int* kc[SEL_HEADS];  // code-head bases, [N][WORDS]
+
+    __device__ __forceinline__ void init(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes,
+                                         int b, int list, int hq, int N) {
+        const int hc = hq / CODE_DIV;
+#pragma unroll
+        for (int g = 0; g < SEL_HEADS; g++) {
+            const int h = list * SEL_HEADS + g;
+#pragma unroll
+            for (int w = 0; w < WORDS; w++) q[g][w] = qc[((size_t)b * hq + h) * WORDS + w];
+            kc[g] = kcodes + ((size_t)b * hc + h / CODE_DIV) * (size_t)N * WORDS;
+        }
+    }
+
+    __device__ __forceinline__ int score(int j) const {
+        int s = 0;
+#if CODE_DIV >= SEL_HEADS
+        unsigned int k[WORDS];
+#pragma unroll
+        for (int w = 0; w < WORDS; w++) k[w] = __ldg(kc[0] + (size_t)j * WORDS + w);
+#pragma unroll
+        for (int g = 0; g < SEL_HEADS; g++)
+#pragma unroll
+            for (int w = 0; w < WORDS; w++) s += 32 - __popc(q[g][w] ^ k[w]);
+#else
+#pragma unroll
+        for (int g = 0; g < SEL_HEADS; g++)
+#pragma unroll
+            for (int w = 0; w < WORDS; w++) s += 32 - __popc(q[g][w] ^ __ldg(kc[g] + (size_t)j * WORDS + w));
+#endif
+        return s;
+    }
+};
+
+// select_hist: grid (nblk, NL, B), block SEL_THREADS. Block x of list L
+// counts the scores of positions [lo + x*chunk, min(lo + (x+1)*chunk, hi))
+// into bhist [B][NL][nblk][NBINS].
+extern "C" __global__ void __launch_bounds__(SEL_THREADS)
+select_hist(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo, int hi,
+            int chunk, int* __restrict__ bhist) {
+    __shared__ int hist[SEL_THREADS / 32][NBINS];
+    const int x = blockIdx.x, list = blockIdx.y, b = blockIdx.z;
+    const int warp = threadIdx.x / 32;
+    for (int i = threadIdx.x; i < (SEL_THREADS / 32) * NBINS; i += SEL_THREADS) (&hist[0][0])[i] = 0;
+    Scorer sc;
+    sc.init(qc, kcodes, b, list, hq, N);
+    __syncthreads();
+    const int start = lo + x * chunk, end = min(start + chunk, hi);
+    for (int j = start + threadIdx.x; j < end; j += SEL_THREADS) atomicAdd(&hist[warp][sc.score(j)], 1);
+    __syncthreads();
+    int* out = bhist + (((size_t)b * gridDim.y + list) * gridDim.x + x) * NBINS;
+    for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
+        int t = 0;
+#pragma unroll
+        for (int w = 0; w < SEL_THREADS / 32; w++) t += hist[w][s];
+        out[s] = t;
+    }
+}
+
+// select_threshold: grid (NL, B), block SEL_THREADS; nblk <= 4*SEL_THREADS.
+// Writes thr [B][NL][2] = (T, r) and base [B][NL][nblk][2] = (keys > T,
+// keys == T) in the blocks before each block.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS)
+select_threshold(const int* __restrict__ bhist, int nblk, int heavy, int* __restrict__ thr, int* __restrict__ base) {
+    __shared__ int tot[NBINS];
+    __shared__ int sT, sR;
+    __shared__ int sgt[SEL_THREADS], seq[SEL_THREADS];
+    const int list = blockIdx.x, b = blockIdx.y, nl = gridDim.x;
+    const int* h = bhist + ((size_t)b * nl + list) * nblk * NBINS;
+    for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
+        int t = 0;
+        for (int x = 0; x < nblk; x++) t += h[x * NBINS + s];
+        tot[s] = t;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int cum = 0, T = SMAX + 1, r = 0;
+        if (heavy > 0) {
+            for (int s = SMAX; s >= 0; s--) {
+                if (cum + tot[s] >= heavy) {
+                    T = s;
+                    r = heavy - cum;
+                    break;
+                }
+                cum += tot[s];
+            }
+        }
+        sT = T;
+        sR = r;
+        int* t = thr + ((size_t)b * nl + list) * 2;
+        t[0] = T;
+        t[1] = r;
+    }
+    __syncthreads();
+    const int T = sT;
+    // Each thread sums up to 4 consecutive blocks, then a block-wide scan.
+    const int per = (nblk + SEL_THREADS - 1) / SEL_THREADS;
+    int gt[4], eq[4], mygt = 0, myeq = 0;
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        gt[u] = eq[u] = 0;
+        const int x = threadIdx.x * per + u;
+        if (u < per && x < nblk) {
+            for (int s = T + 1; s <= SMAX; s++) gt[u] += h[x * NBINS + s];
+            eq[u] = T <= SMAX ? h[x * NBINS + T] : 0;
+        }
+        mygt += gt[u];
+        myeq += eq[u];
+    }
+    sgt[threadIdx.x] = mygt;
+    seq[threadIdx.x] = myeq;
+    __syncthreads();
+    for (int off = 1; off < SEL_THREADS; off <<= 1) {
+        int a = threadIdx.x >= off ? sgt[threadIdx.x - off] : 0;
+        int c = threadIdx.x >= off ? seq[threadIdx.x - off] : 0;
+        __syncthreads();
+        sgt[threadIdx.x] += a;
+        seq[threadIdx.x] += c;
+        __syncthreads();
+    }
+    int g0 = sgt[threadIdx.x] - mygt, e0 = seq[threadIdx.x] - myeq;  // exclusive
+    int* bo = base + ((size_t)b * nl + list) * nblk * 2;
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        const int x = threadIdx.x * per + u;
+        if (u < per && x < nblk) {
+            bo[2 * x] = g0;
+            bo[2 * x + 1] = e0;
+            g0 += gt[u];
+            e0 += eq[u];
+        }
+    }
+}
+
+// select_compact: grid (nblk, NL, B), block SEL_THREADS. Writes the lists
+// idx [B][NL][total]: sink positions, the selected middle positions in
+// ascending order, local positions.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS)
+select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo,
+               int hi, int chunk, const int* __restrict__ thr, const int* __restrict__ base, int sink, int local,
+               int total, int* __restrict__ idx) {
+    __shared__ int wgt[SEL_THREADS / 32], weq[SEL_THREADS / 32];
+    const int x = blockIdx.x, list = blockIdx.y, b = blockIdx.z, nl = gridDim.y;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int* out = idx + ((size_t)b * nl + list) * total;
+    if (x == 0) {
+        for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
+        for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
+    }
+    const int* t = thr + ((size_t)b * nl + list) * 2;
+    const int T = t[0], r = t[1];
+    const int* bo = base + (((size_t)b * nl + list) * gridDim.x + x) * 2;
+    int gtRun = bo[0], eqRun = bo[1];
+    if (T > SMAX) return;  // heavy == 0
+    Scorer sc;
+    sc.init(qc, kcodes, b, list, hq, N);
+    const int start = lo + x * chunk, end = min(start + chunk, hi);
+    const unsigned int lt = (1u << lane) - 1;
+    for (int j0 = start; j0 < end; j0 += SEL_THREADS) {
+        const int j = j0 + threadIdx.x;
+        const int s = j < end ? sc.score(j) : -1;
+        const bool gt = s > T, eq = s == T;
+        const unsigned int bg = __ballot_sync(0xffffffffu, gt), be = __ballot_sync(0xffffffffu, eq);
+        if (lane == 0) {
+            wgt[warp] = __popc(bg);
+            weq[warp] = __popc(be);
+        }
+        __syncthreads();
+        int g = gtRun + __popc(bg & lt), e = eqRun + __popc(be & lt), tg = 0, te = 0;
+#pragma unroll
+        for (int w = 0; w < SEL_THREADS / 32; w++) {
+            if (w < warp) {
+                g += wgt[w];
+                e += weq[w];
+            }
+            tg += wgt[w];
+            te += weq[w];
+        }
+        if (gt || (eq && e < r)) out[sink + g + min(e, r)] = j;
+        gtRun += tg;
+        eqRun += te;
+        __syncthreads();
+    }
+}

@@ -1,0 +1,60 @@
+// Utility kernels: random non-zero inputs generated on the device, and
+// synthetic index lists. Grid-stride loops; any grid works.
+
+__device__ __forceinline__ unsigned long long splitmix(unsigned long long x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+// uniform in [-2, 2), never zero.
+__device__ __forceinline__ float urand(unsigned long long seed, unsigned long long i) {
+    unsigned int u = (unsigned int)(splitmix(seed * 0x100000001b3ull ^ i) >> 32);
+    float x = ((float)u * 2.3283064365386963e-10f - 0.5f) * 4.f;
+    return x == 0.f ? 0.5f : x;
+}
+
+extern "C" __global__ void fill_f32(float* dst, unsigned long long n, unsigned long long seed) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        dst[i] = urand(seed, i);
+}
+
+// fill_16 writes bf16 (bf16 = 1, round to nearest even) or fp16 values.
+extern "C" __global__ void fill_16(unsigned short* dst, unsigned long long n, unsigned long long seed, int bf16) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        float x = urand(seed, i);
+        unsigned short h;
+        if (bf16) {
+            unsigned int b = __float_as_uint(x);
+            b += 0x7fffu + ((b >> 16) & 1u);
+            h = (unsigned short)(b >> 16);
+        } else {
+            asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+        }
+        dst[i] = h;
+    }
+}
+
+// fill_stride_lists writes lists × k positions: list L, entry j is a
+// random position in [j*N/k, (j+1)*N/k), so a list is distinct and in
+// position order.
+extern "C" __global__ void fill_stride_lists(int* dst, int lists, int k, int N, unsigned long long seed) {
+    unsigned long long total = (unsigned long long)lists * k;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < total;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        long long j = (long long)(i % k);
+        long long lo = j * N / k, hi = (j + 1) * N / k;
+        unsigned long long r = splitmix(seed ^ (i * 0x9e3779b97f4a7c15ull));
+        dst[i] = (int)(lo + (long long)(r % (unsigned long long)(hi - lo)));
+    }
+}
+
+// fill_u32 writes uniformly random 32-bit words (random hash codes).
+extern "C" __global__ void fill_u32(unsigned int* dst, unsigned long long n, unsigned long long seed) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        dst[i] = (unsigned int)(splitmix(seed * 0x100000001b3ull ^ i) >> 32);
+}
