@@ -1,6 +1,7 @@
 package methods
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -12,15 +13,20 @@ import (
 
 // H2OParams configures H2O.
 type H2OParams struct {
-	Init string `yaml:"init" doc:"initial accumulated scores at the first evaluated step: prefill (column sums of the full causal attention of the preceding positions, as the H2O authors) or zero (as Quest's comparison)"`
+	Init   string  `yaml:"init" doc:"initial accumulated scores at the first evaluated step: prefill (column sums of the full causal attention of the preceding positions, as the H2O authors) or zero (as Quest's comparison)"`
+	Recent float64 `yaml:"recent" doc:"fraction of the non-sink budget given to the recent window (H2O's own split: 0.5); 0 keeps the experiment's local window, as every other method"`
 }
 
 // Validate implements the config check.
 func (p *H2OParams) Validate() error {
+	var errs []error
 	if p.Init != "prefill" && p.Init != "zero" {
-		return fmt.Errorf("init: must be prefill or zero, got %q", p.Init)
+		errs = append(errs, fmt.Errorf("init: must be prefill or zero, got %q", p.Init))
 	}
-	return nil
+	if !(p.Recent >= 0 && p.Recent < 1) {
+		errs = append(errs, fmt.Errorf("recent: must be in [0, 1), got %g", p.Recent))
+	}
+	return errors.Join(errs...)
 }
 
 // H2O is Heavy-Hitter Oracle eviction (Zhang et al., "H2O: Heavy-Hitter
@@ -36,6 +42,10 @@ func (p *H2OParams) Validate() error {
 // attends to sink + local + the Heavy cached middle tokens with the largest
 // accumulated score (ties to the older position) — exactly Budget.Total
 // keys — and its softmax weights over them are then added to their scores.
+// The authors split the budget evenly between heavy hitters and recent
+// tokens; recent: 0.5 does that (the recent window then grows to half the
+// non-sink budget when that exceeds the experiment's local window), while
+// the default 0 keeps the experiment's windows, as every other method.
 // An evicted token never returns (the sink and local windows aside, which
 // hold tokens never evicted while the windows stay fixed). With
 // Options.Shared the group's heads share one cache ranked by their summed
@@ -112,14 +122,24 @@ func (h *H2O) prefillScores(g *attn.Group, t0 int, shared bool) [][]float64 {
 		for i := range e.acc {
 			e.acc[i] = make([]float64, t0)
 		}
-		var l []float64
+		l := make([]float32, t0)
+		w := make([]float64, t0)
 		for i := range g.Q {
 			acc := e.acc[min(i, nt-1)]
 			for t := 0; t < t0; t++ {
-				l = attn.Logits(g.Q[i].Row(t), g.K, t+1, g.Scale, l)
-				p, _ := attn.Softmax(l, l)
-				for j, w := range p {
-					acc[j] += w
+				q := g.Q[i].Row(t)
+				m := float32(math.Inf(-1))
+				for j := 0; j <= t; j++ {
+					l[j] = tensor.Dot32(q, g.K.Row(j)) * g.Scale
+					m = max(m, l[j])
+				}
+				var z float64
+				for j := 0; j <= t; j++ {
+					w[j] = math.Exp(float64(l[j] - m))
+					z += w[j]
+				}
+				for j := 0; j <= t; j++ {
+					acc[j] += w[j] / z
 				}
 			}
 		}
@@ -195,6 +215,13 @@ func (s *h2oSelector) start(t0 int) {
 func (s *h2oSelector) step(ti int, st Step) error {
 	tr := &s.tracks[ti]
 	b := st.Budget
+	if r := s.m.p.Recent; r > 0 {
+		// the recent window grows by at most one key per step (the total
+		// does), so its start never moves back onto an evicted token
+		local := max(b.Local, int(math.Round(r*float64(b.Total-b.Sink))))
+		b.Heavy -= local - b.Local
+		b.Local = local
+	}
 	lo, hi := b.MiddleRange()
 	s.cand = s.cand[:0]
 	for _, j := range tr.keep {

@@ -1,6 +1,7 @@
 package methods
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -13,10 +14,11 @@ import (
 // that it keeps exactly the budget and never re-admits a token it evicted.
 func TestH2ONoReadmission(t *testing.T) {
 	g := randGroup(9, 400, 16, 2)
-	for _, init := range []string{"prefill", "zero"} {
+	for _, par := range []H2OParams{{Init: "prefill"}, {Init: "zero"}, {Init: "prefill", Recent: 0.5}} {
+		init := fmt.Sprintf("%+v", par)
 		for _, shared := range []bool{false, true} {
 			for _, spec := range []budget.Spec{{Sparsity: 4, Sink: 2, Local: 8}, {Sparsity: 16, Sink: 0, Local: 4}, {Tokens: 12, Sink: 1, Local: 1}} {
-				m := newMethod(t, "h2o", func(p any) { p.(*H2OParams).Init = init }, Env{})
+				m := newMethod(t, "h2o", func(p any) { *p.(*H2OParams) = par }, Env{})
 				s, err := m.Prepare(g, Options{Shared: shared})
 				if err != nil {
 					t.Fatal(err)
@@ -31,6 +33,15 @@ func TestH2ONoReadmission(t *testing.T) {
 						t.Fatalf("%s shared=%v %+v T=%d: %v", init, shared, spec, T, err)
 					}
 					checkSelection(t, sel, st, len(g.Q), shared)
+					if par.Recent > 0 { // H2O's own recent window: half the non-sink budget
+						b := st.Budget
+						w := max(b.Local, int(math.Round(par.Recent*float64(b.Total-b.Sink))))
+						for h, cur := range sel {
+							if !equal32(cur[len(cur)-w:], allUpTo(T)[T+1-w:]) {
+								t.Fatalf("%s T=%d head %d: recent window of %d not kept: %v", init, T, h, w, cur)
+							}
+						}
+					}
 					for h, cur := range sel {
 						in := map[int32]bool{}
 						for _, j := range cur {

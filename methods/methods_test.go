@@ -33,6 +33,7 @@ func TestSelectionInvariants(t *testing.T) {
 		}},
 		{"h2o", "h2o", nil},
 		{"h2o-zero", "h2o", func(p any) { p.(*H2OParams).Init = "zero" }},
+		{"h2o-recent", "h2o", func(p any) { p.(*H2OParams).Recent = 0.5 }},
 	}
 	specs := []budget.Spec{
 		{Sparsity: 4, Sink: 2, Local: 3},
