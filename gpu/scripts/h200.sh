@@ -1,0 +1,30 @@
+#!/bin/bash
+# One device call on the H200 machine: GPU tests, hbench gpu, the bench
+# experiments and the PyTorch peer, all in the same run. Expects the
+# cross-compiled binaries in .gpubin/ (see docs/gpu-notes.md) and $OUT.
+# Usage: gpu/scripts/h200.sh [bench files...]
+set -o pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/hbench-out}
+mkdir -p "$OUT/results"
+export HBENCH_CUBIN_CACHE=/tmp/hbench-cubin
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit,temperature.gpu --format=csv
+  ls /usr/local/cuda/lib64/libnvrtc* 2>&1 | head -3
+  timeout 60 .gpubin/hbench gpu
+} 2>&1 | tee "$OUT/env.txt"
+(cd gpu && timeout 300 ../.gpubin/gpu.test -test.v -test.timeout 290s) > "$OUT/gpu-test.log" 2>&1
+echo "gpu tests rc=$?"
+grep -E "^(--- |ok|FAIL|PASS)|rel err|differ" "$OUT/gpu-test.log" | cut -c1-200 | head -60
+for f in "${@:-experiments/bench-decode.yaml}"; do
+  timeout 240 .gpubin/hbench bench --out "$OUT/results" --run-id h200 --commit "${HBENCH_COMMIT:-}" "$f" >> "$OUT/bench.txt" 2>&1
+  echo "bench $f rc=$?"
+done
+(cd "$OUT" && tar czf results.tgz results && rm -rf results)
+if [ -z "$SKIP_PEER" ]; then
+  PYTHONUNBUFFERED=1 timeout 200 python3 .gpubin/peer_decode.py "$OUT/peer.md" > "$OUT/peer.log" 2>&1
+  echo "peer rc=$?"
+fi
+grep -vE "^\S+\s+\S+\s+N=" "$OUT/bench.txt" | cut -c1-170 | tail -80
+grep -A8 "^| N " "$OUT/peer.md" 2>/dev/null
