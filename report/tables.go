@@ -186,14 +186,16 @@ func (t *Table) rows(mark func(string) string) [][]string {
 	return out
 }
 
-// newTableWriter returns a table with a left-aligned name column and
-// right-aligned value columns.
-func newTableWriter(w io.Writer, md bool, cols int) *tablewriter.Table {
+// newTableWriter returns a table whose first nameCols columns are
+// left-aligned and the value columns right-aligned.
+func newTableWriter(w io.Writer, md bool, cols, nameCols int) *tablewriter.Table {
 	align := tw.CellAlignment{Global: tw.AlignRight, PerColumn: make([]tw.Align, cols)}
 	for i := range align.PerColumn {
 		align.PerColumn[i] = tw.AlignRight
 	}
-	align.PerColumn[0] = tw.AlignLeft
+	for i := 0; i < nameCols && i < cols; i++ {
+		align.PerColumn[i] = tw.AlignLeft
+	}
 	opts := []tablewriter.Option{
 		tablewriter.WithHeaderAutoFormat(tw.Off),
 		tablewriter.WithRowAlignmentConfig(align),
@@ -210,7 +212,7 @@ func newTableWriter(w io.Writer, md bool, cols int) *tablewriter.Table {
 func (t *Table) Markdown() (string, error) {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "**%s**\n\n", t.Title)
-	tab := newTableWriter(&buf, true, len(t.Header))
+	tab := newTableWriter(&buf, true, len(t.Header), 1)
 	tab.Header(anySlice(t.Header)...)
 	for _, r := range t.rows(func(s string) string { return "**" + s + "**" }) {
 		if err := tab.Append(r); err != nil {
@@ -228,7 +230,7 @@ func (t *Table) Markdown() (string, error) {
 func (t *Table) Text() (string, error) {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "%s\n", t.Title)
-	tab := newTableWriter(&buf, false, len(t.Header))
+	tab := newTableWriter(&buf, false, len(t.Header), 1)
 	tab.Header(anySlice(t.Header)...)
 	for _, r := range t.rows(func(s string) string { return s + "*" }) {
 		if err := tab.Append(r); err != nil {
