@@ -60,6 +60,12 @@ import (
 //     q·k does: it is what defeats plain LSH / ANN indexes built on raw
 //     vectors (keys of real models carry such an offset).
 //
+// Heads: with head_spread > 0 each query head multiplies its sink,
+// recency and pivotal strengths by its own log-normal factors (mean 1), as
+// heads of one layer of a trained model play different roles (the sink
+// and recency factors act on the query side: the query's sink component and
+// its topic amplitude, so the recency lift is recency·f·ρ^Δ).
+//
 // Values are i.i.d. N(0, I) rows scaled per token by a log-normal factor
 // (log-std value_spread, mean 1); sink values are further scaled by
 // sink_value (sinks in trained models are near no-ops).
@@ -102,6 +108,8 @@ type SyntheticParams struct {
 	RopeTheta float64 `yaml:"rope_theta" doc:"RoPE base"`
 
 	ValueSpread float64 `yaml:"value_spread" doc:"log-std of the per-token value-norm factor (0: all value rows ~ N(0, I))"`
+
+	HeadSpread float64 `yaml:"head_spread" doc:"log-std of per-query-head factors on sink_strength, recency and pivotal_strength (0: all heads alike; 1: heads of very different roles)"`
 }
 
 // DefaultSyntheticParams returns the synthetic workload's defaults: 4096
@@ -188,6 +196,7 @@ func (p *SyntheticParams) Validate() error {
 		bad("rope_theta", "must be a finite number > 1, got %g", p.RopeTheta)
 	}
 	nonneg("value_spread", p.ValueSpread)
+	nonneg("head_spread", p.HeadSpread)
 	if p.Tokens >= 1 && p.Heads >= 1 && p.KVHeads >= 1 && p.Dim >= 1 && p.Layers >= 1 {
 		n := float64(p.Layers) * float64(p.Tokens) * float64(p.Dim) * float64(p.Heads+2*p.KVHeads) * 4
 		if n > syntheticMaxBytes {
@@ -240,6 +249,7 @@ const (
 	streamShared
 	streamQuery  // + query head
 	streamPivots // + query head
+	streamHeads  // + query head
 )
 
 func rngFor(seed uint64, layer, kv, stream, head int) *rand.Rand {
@@ -466,7 +476,7 @@ func newSynthGroup(p *SyntheticParams, layer, kv int, rt *ropeTable) *synthGroup
 				sg.ident.Data[j*d+i] = float32(v)
 			}
 		}
-		sg.structure(x, j)
+		sg.structure(x, j, 1)
 		if j < p.Sinks && sg.sinkU != nil {
 			for i := range x {
 				x[i] += alpha * sg.sinkU[i]
@@ -516,12 +526,14 @@ func newSynthGroup(p *SyntheticParams, layer, kv int, rt *ropeTable) *synthGroup
 	return sg
 }
 
-// structure adds the topic, applies RoPE and removes the sink direction:
-// what keys and queries share, on a content row x of position t.
-func (sg *synthGroup) structure(x []float64, t int) {
+// structure adds the topic (its amplitude times f), applies RoPE and
+// removes the sink direction: what keys and queries share, on a content
+// row x of position t.
+func (sg *synthGroup) structure(x []float64, t int, f float64) {
 	if sg.topic != nil {
+		a := f * sg.a
 		for i, c := range sg.topic.Row(t) {
-			x[i] += sg.a * float64(c)
+			x[i] += a * float64(c)
 		}
 	}
 	sg.place(x, t)
@@ -541,6 +553,19 @@ func (sg *synthGroup) place(x []float64, t int) {
 			x[i] -= dot * u
 		}
 	}
+}
+
+// headFactors returns query head h's multipliers of the sink, recency and
+// pivotal strengths: log-normal with log-std head_spread and mean 1, all
+// 1 when head_spread is 0.
+func (sg *synthGroup) headFactors(head int) (sink, recency, pivotal float64) {
+	s := sg.p.HeadSpread
+	if s == 0 {
+		return 1, 1, 1
+	}
+	r := rngFor(sg.p.Seed, sg.layer, sg.kv, streamHeads, head)
+	f := func() float64 { return math.Exp(s*r.NormFloat64() - s*s/2) }
+	return f(), f(), f()
 }
 
 // candidates returns how many positions query t may take pivotal keys
@@ -580,16 +605,17 @@ func (sg *synthGroup) queries(head int, q *tensor.Mat, hook pivotHook) {
 	d := p.Dim
 	r := rngFor(p.Seed, sg.layer, sg.kv, streamQuery, head)
 	pr := rngFor(p.Seed, sg.layer, sg.kv, streamPivots, head)
+	fSink, fRecency, fPivotal := sg.headFactors(head)
 	x := make([]float64, d)
 	var idx, pos []int32
 	for t := 0; t < p.Tokens; t++ {
 		for i := range x {
 			x[i] = p.Noise * r.NormFloat64()
 		}
-		sg.structure(x, t)
+		sg.structure(x, t, fRecency)
 		if sg.sinkU != nil {
 			for i, u := range sg.sinkU {
-				x[i] += sg.gamma * u
+				x[i] += fSink * sg.gamma * u
 			}
 		}
 		if p.Pivotal > 0 {
@@ -607,10 +633,7 @@ func (sg *synthGroup) queries(head int, q *tensor.Mat, hook pivotHook) {
 			for _, i := range idx {
 				j := sg.candidate(int(i))
 				pos = append(pos, j)
-				w := sg.kInv[j]
-				for c, kv := range sg.ident.Row(int(j)) {
-					x[c] += w * float64(kv)
-				}
+				axpy(x, fPivotal*sg.kInv[j], sg.ident.Row(int(j)))
 			}
 			if hook != nil {
 				hook(sg.layer, head, t, pos)
@@ -620,6 +643,21 @@ func (sg *synthGroup) queries(head int, q *tensor.Mat, hook pivotHook) {
 		for i, v := range x {
 			row[i] = float32(v / sg.scaleS[i])
 		}
+	}
+}
+
+// axpy adds w·y to x (len(x) == len(y)), unrolled by four.
+func axpy(x []float64, w float64, y []float32) {
+	x = x[:len(y)]
+	i := 0
+	for ; i+4 <= len(y); i += 4 {
+		x[i] += w * float64(y[i])
+		x[i+1] += w * float64(y[i+1])
+		x[i+2] += w * float64(y[i+2])
+		x[i+3] += w * float64(y[i+3])
+	}
+	for ; i < len(y); i++ {
+		x[i] += w * float64(y[i])
 	}
 }
 
