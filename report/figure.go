@@ -44,6 +44,9 @@ var (
 type Figure struct {
 	// Name is the file stem: figures/<Name>.png and figures/<Name>.svg.
 	Name string
+	// Group is the report section the figure belongs to (a workload, or
+	// the latency setup).
+	Group string
 	// Title is the figure's title (also drawn in the image).
 	Title string
 	// Caption says what is plotted and how to read it.

@@ -338,8 +338,10 @@ func heatmapFigure(cells []*resultfmt.Cell, s float64, workload string) *Figure 
 				continue
 			}
 			sty := text.Style{Font: tickFont, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YCenter, Color: black}
-			if !math.IsNaN(v) && v > 0.6 {
-				sty.Color = white
+			if !math.IsNaN(v) {
+				if bg, err := cm.At(math.Max(0, math.Min(1, v))); err == nil && luminance(bg) < 0.45 {
+					sty.Color = white
+				}
 			}
 			labels.TextStyle = []text.Style{sty}
 			p.Add(labels)
@@ -379,21 +381,32 @@ func qualityFigures(r *Run, st *styles, at float64) []*Figure {
 	var out []*Figure
 	for _, w := range workloadsOf(q) {
 		wc := filter(q, func(c *resultfmt.Cell) bool { return c.Workload == w })
+		var figs []*Figure
 		for _, m := range qualityMetrics {
-			if f := sparsityFigure(wc, st, m, w); f != nil {
+			figs = append(figs, sparsityFigure(wc, st, m, w))
+		}
+		if s, ok := chooseSparsity(wc, at); ok {
+			figs = append(figs, paretoFigure(wc, st, s, w), heatmapFigure(wc, s, w))
+		}
+		for _, f := range figs {
+			if f != nil {
+				f.Group = "Workload " + w
 				out = append(out, f)
 			}
 		}
-		s, ok := chooseSparsity(wc, at)
-		if !ok {
-			continue
-		}
-		if f := paretoFigure(wc, st, s, w); f != nil {
-			out = append(out, f)
-		}
-		if f := heatmapFigure(wc, s, w); f != nil {
-			out = append(out, f)
-		}
 	}
 	return out
+}
+
+// luminance is the relative luminance (0 black … 1 white) of c.
+func luminance(c color.Color) float64 {
+	lin := func(v uint32) float64 {
+		x := float64(v) / 0xffff
+		if x <= 0.04045 {
+			return x / 12.92
+		}
+		return math.Pow((x+0.055)/1.055, 2.4)
+	}
+	r, g, b, _ := c.RGBA()
+	return 0.2126*lin(r) + 0.7152*lin(g) + 0.0722*lin(b)
 }

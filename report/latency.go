@@ -111,14 +111,15 @@ func latencyFigures(r *Run, st *styles, at float64) []*Figure {
 		sparse := filter(cells, func(c *resultfmt.Cell) bool { return !isDense(c) })
 		sp, hasSp := chooseSparsity(sparse, at)
 		atS := func(c *resultfmt.Cell) bool { return isDense(c) || !hasSp || c.Sparsity == sp }
-		if f := latencyContextFigure(filter(cells, atS), st, s, sp, suffix); f != nil {
-			out = append(out, f)
-		}
-		if f := speedupFigure(cells, st, s, suffix); f != nil {
-			out = append(out, f)
-		}
-		if f := bandwidthFigure(filter(cells, atS), st, s, sp, suffix, r.Manifest); f != nil {
-			out = append(out, f)
+		for _, f := range []*Figure{
+			latencyContextFigure(filter(cells, atS), st, s, sp, suffix),
+			speedupFigure(cells, st, s, suffix),
+			bandwidthFigure(filter(cells, atS), st, s, sp, suffix, r.Manifest),
+		} {
+			if f != nil {
+				f.Group = "Latency: " + s.String()
+				out = append(out, f)
+			}
 		}
 	}
 	return out
@@ -347,6 +348,7 @@ func latencyTables(r *Run) []*Table {
 		sort.Ints(ctxs)
 		t := &Table{
 			Title:  "Median latency (µs) — " + s.String(),
+			Group:  "Latency: " + s.String(),
 			Metric: "latency",
 			Header: []string{"method"},
 			format: func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },

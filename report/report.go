@@ -155,18 +155,34 @@ func (rep *Rendered) title() string {
 	return "hbench report: " + filepath.Base(rep.Run.Dir)
 }
 
-// Markdown renders report.md: summary, tables, then figures linked
-// relatively (PNG shown, SVG linked).
+// Markdown renders report.md: summary, figures linked relatively (PNG
+// shown, SVG linked), then tables.
 func (rep *Rendered) Markdown() (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", rep.title())
 	for _, kv := range rep.summaryRows() {
 		fmt.Fprintf(&b, "- **%s**: %s\n", kv[0], strings.ReplaceAll(kv[1], "|", "\\|"))
 	}
+	if len(rep.Figures) > 0 {
+		fmt.Fprintf(&b, "\n## Figures\n\n")
+		group := ""
+		for _, f := range rep.Figures {
+			if f.Group != group {
+				group = f.Group
+				fmt.Fprintf(&b, "### %s\n\n", group)
+			}
+			fmt.Fprintf(&b, "![%s](%s)\n\n%s ([SVG](%s))\n\n", f.Title, f.PNG(), f.Caption, f.SVG())
+		}
+	}
 	if len(rep.Tables) > 0 {
-		fmt.Fprintf(&b, "\n## Tables\n\n")
-		note := ""
+		fmt.Fprintf(&b, "## Tables\n\n")
+		note, group := "", ""
 		for _, t := range rep.Tables {
+			if t.Group != group {
+				group = t.Group
+				fmt.Fprintf(&b, "### %s\n\n", group)
+				note = ""
+			}
 			if t.Note != note {
 				fmt.Fprintf(&b, "_%s_\n\n", t.Note)
 				note = t.Note
@@ -177,12 +193,6 @@ func (rep *Rendered) Markdown() (string, error) {
 			}
 			b.WriteString(s)
 			b.WriteString("\n")
-		}
-	}
-	if len(rep.Figures) > 0 {
-		fmt.Fprintf(&b, "## Figures\n\n")
-		for _, f := range rep.Figures {
-			fmt.Fprintf(&b, "### %s\n\n![%s](%s)\n\n%s ([SVG](%s))\n\n", f.Title, f.Title, f.PNG(), f.Caption, f.SVG())
 		}
 	}
 	return b.String(), nil
@@ -215,8 +225,16 @@ func (rep *Rendered) HTML() string {
 	}
 	b.WriteString("</dl>\n")
 	if len(rep.Figures) > 0 {
-		b.WriteString("<h2>Figures</h2>\n<div class=\"figs\">\n")
+		b.WriteString("<h2>Figures</h2>\n")
+		group := "\x00"
 		for _, f := range rep.Figures {
+			if f.Group != group {
+				if group != "\x00" {
+					b.WriteString("</div>\n")
+				}
+				group = f.Group
+				fmt.Fprintf(&b, "<h3>%s</h3>\n<div class=\"figs\">\n", e(group))
+			}
 			w, h := f.PixelSize()
 			fmt.Fprintf(&b, "<figure id=\"%s\"><a href=\"%s\"><img src=\"%s\" width=\"%d\" height=\"%d\" alt=\"%s\"></a>\n<figcaption>%s <a href=\"%s\">SVG</a></figcaption></figure>\n",
 				e(f.Name), e(f.SVG()), e(f.PNG()), w, h, e(f.Title), e(f.Caption), e(f.SVG()))
@@ -225,8 +243,13 @@ func (rep *Rendered) HTML() string {
 	}
 	if len(rep.Tables) > 0 {
 		b.WriteString("<h2>Tables</h2>\n")
-		note := ""
+		note, group := "", ""
 		for _, t := range rep.Tables {
+			if t.Group != group {
+				group = t.Group
+				fmt.Fprintf(&b, "<h3>%s</h3>\n", e(group))
+				note = ""
+			}
 			if t.Note != note {
 				fmt.Fprintf(&b, "<p class=\"note\">%s</p>\n", e(t.Note))
 				note = t.Note

@@ -20,6 +20,8 @@ import (
 type Table struct {
 	// Title names the workload, layer(s) and metric.
 	Title string
+	// Group is the report section the table belongs to.
+	Group string
 	// Metric is the metric key (resultfmt.Metric*), or "latency".
 	Metric string
 	// Header is the first column's name followed by one column label per
@@ -97,6 +99,7 @@ func qualityTable(cells []*resultfmt.Cell, m metricInfo, workload, scope string)
 	buds := budgetsOf(cells)
 	t := &Table{
 		Title:  fmt.Sprintf("%s — %s, %s (mean)", m.Title, workload, scope),
+		Group:  "Workload " + workload,
 		Metric: m.Name,
 		Header: []string{"method"},
 		format: fmtFrac,
