@@ -546,6 +546,53 @@ func TestSyntheticHeadSpread(t *testing.T) {
 	}
 }
 
+// TestSyntheticDefaults pins the regime the defaults give (documented on
+// SyntheticParams): at T = 4096 a share of the mass on each of the sinks,
+// the recent keys and the older pivotal keys, and a concentrated softmax.
+func TestSyntheticDefaults(t *testing.T) {
+	p := *DefaultSyntheticParams()
+	p.Heads = 4 // 2 per KV head, as in the capture; faster
+	gs, piv := pivotsOf(t, p)
+	var sinks, recent, pivotal, top1 []float64
+	lastQueries(gs, 8, func(g *attn.Group, i, t int, _, pr []float64) {
+		w := (t + 1) / 100
+		var s, r, pv float64
+		for j := 0; j < p.Sinks; j++ {
+			s += pr[j]
+		}
+		for j := t - w + 1; j <= t; j++ {
+			r += pr[j]
+		}
+		for _, j := range piv[[3]int{g.Layer, g.QHeads[i], t}] {
+			if t-int(j) >= w {
+				pv += pr[j]
+			}
+		}
+		sorted := slices.Clone(pr)
+		slices.Sort(sorted)
+		var top float64
+		for _, x := range sorted[len(sorted)-w:] {
+			top += x
+		}
+		sinks, recent, pivotal, top1 = append(sinks, s), append(recent, r), append(pivotal, pv), append(top1, top)
+	})
+	for _, c := range []struct {
+		name   string
+		got    float64
+		lo, hi float64
+	}{
+		{"sinks", mean(sinks), 0.2, 0.4},
+		{"most recent 1%", mean(recent), 0.15, 0.35},
+		{"older pivotal keys", mean(pivotal), 0.1, 0.25},
+		{"top 1%", mean(top1), 0.85, 0.97},
+	} {
+		t.Logf("mass on %s: %.3f", c.name, c.got)
+		if c.got < c.lo || c.got > c.hi {
+			t.Errorf("mass on %s = %.3f, want in [%g, %g]", c.name, c.got, c.lo, c.hi)
+		}
+	}
+}
+
 // simhashRecall returns the mean top-k recall, at the last 8 positions of
 // every query head, of ranking keys by the Hamming distance between
 // 64-bit SimHash signatures of the raw query and raw keys (ties toward
