@@ -13,7 +13,7 @@ import (
 // HashAttentionParams configures HashAttention inference.
 type HashAttentionParams struct {
 	Weights    string `yaml:"weights" doc:"hashattention-weights/1 file (relative to the experiment file) with the learned maps of every evaluated (layer, query head)"`
-	Init       string `yaml:"init" doc:"with no weights file: 'random' builds untrained random maps (an ablation; labels it untrained)"`
+	Init       string `yaml:"init" doc:"with no weights file: random builds untrained random maps (an ablation, not HashAttention: label the variant so)"`
 	Seed       int64  `yaml:"seed" doc:"seed of the random maps (init: random)"`
 	Bits       int    `yaml:"bits" doc:"code bits of the random maps (init: random); a weights file states its own"`
 	Hidden     []int  `yaml:"hidden" doc:"hidden widths of the random maps (init: random); [] for a linear map"`

@@ -12,7 +12,7 @@ import (
 
 // LSHParams configures SimHash.
 type LSHParams struct {
-	Bits int   `yaml:"bits" doc:"number of random hyperplanes = code bits per key (8 to 1024)"`
+	Bits int   `yaml:"bits" doc:"number of random hyperplanes = code bits per key (1..4096; 8 to 1024 is the useful range)"`
 	MIPS bool  `yaml:"mips" doc:"asymmetric MIPS transform: append sqrt(M²-|k|²) to keys and 0 to queries (M = largest key norm of the Group)"`
 	Seed int64 `yaml:"seed" doc:"hyperplane seed, mixed with the run's seed, the layer and the KV head"`
 }
