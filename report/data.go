@@ -37,7 +37,151 @@ func Load(dir string) (*Run, error) {
 	default:
 		return nil, fmt.Errorf("read run %s: %w", dir, err)
 	}
+	r.sortCells()
 	return r, nil
+}
+
+// sortCells puts the cells in a canonical order, because a parallel
+// runner appends them as they finish: quality before latency; workloads
+// and methods in the order of the experiment config (when the manifest
+// has it; in order of first appearance otherwise); then layer, variant (numbers in names
+// compared as numbers: quest[page=8] before quest[page=16]), budget, stage
+// and context. Every list the report derives (rows, lines, legends) takes
+// its order from here.
+func (r *Run) sortCells() {
+	wRank, mRank := configOrder(r.Manifest)
+	for _, c := range r.Cells { // names not in the config: first appearance
+		if _, ok := wRank[c.Workload]; !ok {
+			wRank[c.Workload] = len(wRank)
+		}
+		if _, ok := mRank[c.Method]; !ok {
+			mRank[c.Method] = len(mRank)
+		}
+	}
+	rank := func(m map[string]int, k string) int { return m[k] }
+	kindRank := func(k string) int {
+		switch k {
+		case resultfmt.KindQuality:
+			return 0
+		case resultfmt.KindLatency:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(r.Cells, func(i, j int) bool {
+		a, b := r.Cells[i], r.Cells[j]
+		if ka, kb := kindRank(a.Kind), kindRank(b.Kind); ka != kb {
+			return ka < kb
+		}
+		if ra, rb := rank(wRank, a.Workload), rank(wRank, b.Workload); ra != rb {
+			return ra < rb
+		}
+		if a.Workload != b.Workload {
+			return a.Workload < b.Workload
+		}
+		if a.Layer != b.Layer {
+			return a.Layer < b.Layer
+		}
+		if ra, rb := rank(mRank, a.Method), rank(mRank, b.Method); ra != rb {
+			return ra < rb
+		}
+		if a.Method != b.Method {
+			return a.Method < b.Method
+		}
+		if va, vb := variantName(a), variantName(b); va != vb {
+			return naturalLess(va, vb)
+		}
+		if ba, bb := budgetOf(a), budgetOf(b); ba != bb {
+			return budgetLess(ba, bb)
+		}
+		if a.Latency != nil && b.Latency != nil {
+			if a.Latency.Stage != b.Latency.Stage {
+				return a.Latency.Stage < b.Latency.Stage
+			}
+			return a.Latency.Context < b.Latency.Context
+		}
+		return false
+	})
+}
+
+// configOrder reads the order of workloads and methods from the manifest's
+// copy of the experiment config: workloads[].name, and methods[] entries
+// that are a method name or a map holding one method key (besides label
+// and grid). Missing or unexpected shapes give empty maps.
+func configOrder(m *resultfmt.Manifest) (workloads, methods map[string]int) {
+	workloads, methods = map[string]int{}, map[string]int{}
+	if m == nil {
+		return
+	}
+	cfg, ok := m.Config.(map[string]any)
+	if !ok {
+		return
+	}
+	if ws, ok := cfg["workloads"].([]any); ok {
+		for _, w := range ws {
+			if wm, ok := w.(map[string]any); ok {
+				if n, ok := wm["name"].(string); ok {
+					if _, dup := workloads[n]; !dup {
+						workloads[n] = len(workloads)
+					}
+				}
+			}
+		}
+	}
+	add := func(n string) {
+		if _, dup := methods[n]; !dup {
+			methods[n] = len(methods)
+		}
+	}
+	if ms, ok := cfg["methods"].([]any); ok {
+		for _, e := range ms {
+			switch e := e.(type) {
+			case string:
+				add(e)
+			case map[string]any:
+				var keys []string
+				for k := range e {
+					if k != "label" && k != "grid" {
+						keys = append(keys, k)
+					}
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					add(k)
+				}
+			}
+		}
+	}
+	return
+}
+
+// naturalLess compares strings with runs of digits compared as numbers.
+func naturalLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := digitRun(a), digitRun(b)
+		if da > 0 && db > 0 {
+			na, _ := strconv.ParseFloat(a[:da], 64)
+			nb, _ := strconv.ParseFloat(b[:db], 64)
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
+}
+
+func digitRun(s string) int {
+	n := 0
+	for n < len(s) && (s[n] >= '0' && s[n] <= '9' || s[n] == '.' && n > 0) {
+		n++
+	}
+	return n
 }
 
 // Budget identifies a budget column: a sparsity ratio, or (when Sparsity is

@@ -23,7 +23,8 @@ type Options struct {
 	// heatmap, latency and bandwidth against context): the nearest present
 	// sparsity on a log scale is used. 0 means 16.
 	Sparsity float64
-	// Quiet suppresses the tables on the terminal writer.
+	// Quiet prints only the report's location on the terminal writer, not
+	// the tables.
 	Quiet bool
 }
 
@@ -80,8 +81,11 @@ func WriteWith(runDir string, terminal io.Writer, o Options) error {
 	if err := resultfmt.WriteFileAtomic(filepath.Join(dir, "index.html"), []byte(rep.HTML())); err != nil {
 		return err
 	}
-	if terminal != nil && !o.Quiet {
+	if terminal != nil {
 		for _, t := range rep.Tables {
+			if o.Quiet {
+				break
+			}
 			s, err := t.Text()
 			if err != nil {
 				return err

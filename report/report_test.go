@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"image/png"
 	"io"
 	"math"
@@ -470,5 +471,60 @@ func TestIndexHTMLInChromium(t *testing.T) {
 	}
 	if st.Tables != len(rep.Tables) {
 		t.Errorf("%d tables in the page, want %d", st.Tables, len(rep.Tables))
+	}
+}
+
+func TestNaturalLess(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"quest[page=8]", "quest[page=16]", true},
+		{"quest[page=16]", "quest[page=8]", false},
+		{"a", "b", true},
+		{"x2y", "x2z", true},
+		{"same", "same", false},
+		{"ab", "abc", true},
+		{"q[r=0.5]", "q[r=0.25]", false},
+	} {
+		if got := naturalLess(tc.a, tc.b); got != tc.want {
+			t.Errorf("naturalLess(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}
+
+// TestCanonicalOrder: cells appended in completion order by a parallel
+// runner come out in config order (methods, workloads), then layer,
+// variant (natural order) and budget.
+func TestCanonicalOrder(t *testing.T) {
+	cfg := map[string]any{
+		"workloads": []any{map[string]any{"name": "w2"}, map[string]any{"name": "w1"}},
+		"methods":   []any{"streaming", map[string]any{"label": "q", "quest": map[string]any{}, "grid": map[string]any{}}, "dense"},
+	}
+	mk := func(w string, l int, m, v string, s float64) *resultfmt.Cell {
+		return &resultfmt.Cell{ID: fmt.Sprint(w, l, v, s), Kind: resultfmt.KindQuality, Workload: w, Layer: l, Method: m, Variant: v, Sparsity: s}
+	}
+	cells := []*resultfmt.Cell{
+		mk("w1", 0, "dense", "dense", 8),
+		mk("w2", 1, "quest", "q[page=16]", 8),
+		mk("w2", 1, "quest", "q[page=8]", 8),
+		mk("w2", 0, "dense", "dense", 16),
+		mk("w2", 0, "dense", "dense", 8),
+		mk("w2", 1, "streaming", "streaming", 8),
+		mk("w2", 1, "zzz", "zzz", 8),
+	}
+	dir := t.TempDir()
+	writeRun(t, dir, &resultfmt.Manifest{Config: cfg}, cells)
+	r, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range r.Cells {
+		got = append(got, c.ID)
+	}
+	want := []string{"w20dense8", "w20dense16", "w21streaming8", "w21q[page=8]8", "w21q[page=16]8", "w21zzz8", "w10dense8"}
+	if !slices.Equal(got, want) {
+		t.Errorf("order %v\nwant  %v", got, want)
 	}
 }
