@@ -321,7 +321,7 @@ func countMajor(ts []plot.Tick) int {
 }
 
 func fmtTick(v float64) string {
-	if v >= 1e-3 && v < 1e5 {
+	if v >= 1e-4 && v < 1e5 {
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
 	return strconv.FormatFloat(v, 'e', 0, 64)

@@ -142,7 +142,8 @@ func sparsityFigure(cells []*resultfmt.Cell, st *styles, m metricInfo, workload 
 // paretoFigure plots top-k recall against auxiliary memory (bits per token
 // per KV head) at sparsity s, one point per non-reference variant with its
 // p10–p90 range, and the Pareto frontier (no other variant has both fewer
-// bits and higher recall). Returns nil when fewer than one variant has data.
+// bits and higher recall). Returns nil when fewer than two variants have
+// data.
 func paretoFigure(cells []*resultfmt.Cell, st *styles, s float64, workload string) *Figure {
 	cells = filter(cells, func(c *resultfmt.Cell) bool { return c.Sparsity == s && !isReference(c.Method) })
 	layers := layersOf(cells)
@@ -165,7 +166,7 @@ func paretoFigure(cells []*resultfmt.Cell, st *styles, s float64, workload strin
 		}
 		pts = append(pts, point{v: v, x: bits, y: stat.Mean, p10: stat.P10, p90: stat.P90})
 	}
-	if len(pts) == 0 {
+	if len(pts) < 2 { // a trade-off needs two contenders
 		return nil
 	}
 	title := fmt.Sprintf("Recall vs auxiliary memory at %s× — %s", fmtInt(s), workload)
