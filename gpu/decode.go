@@ -3,6 +3,7 @@ package gpu
 import (
 	_ "embed"
 	"fmt"
+	"os"
 	"strconv"
 )
 
@@ -105,11 +106,13 @@ func (s Shape) DecodeBytes(sel Selection, k int) int64 {
 // Plan (compile, allocate partials) happens in NewDecoder; Enqueue is the
 // timed part.
 type Decoder struct {
-	Shape   Shape
-	Sel     Selection
-	K       int // keys per list (gather); Context for dense
-	Splits  int
-	Chunk   int
+	Shape  Shape
+	Sel    Selection
+	K      int // keys per list (gather); Context for dense
+	Splits int
+	Chunk  int
+	// Occ is the partial kernel's resident blocks per SM.
+	Occ     int
 	group   int
 	partial *Func
 	combine *Func
@@ -122,9 +125,6 @@ type Decoder struct {
 const (
 	decodeThreads = 256
 	decodeTile    = 4
-	// decodeBlocksPerSM is the number of blocks per SM the split count
-	// aims for (two waves of two resident blocks).
-	decodeBlocksPerSM = 4
 )
 
 // module compiles (through the cache) and loads source src with defs,
@@ -149,7 +149,8 @@ func (c *Ctx) module(name, src string, defs map[string]string) (*Module, error) 
 }
 
 // DecodeDefines returns the defines of the decode module for a shape and
-// selection.
+// selection. HBENCH_DECODE_PREFETCH=0 turns the register prefetch off (for
+// A/B timings).
 func DecodeDefines(s Shape, sel Selection) map[string]string {
 	g := s.Heads / s.KVHeads
 	if sel == PerHead {
@@ -159,9 +160,13 @@ func DecodeDefines(s Shape, sel Selection) map[string]string {
 	if s.DType == FP16 {
 		bf = "0"
 	}
+	pre := "1"
+	if os.Getenv("HBENCH_DECODE_PREFETCH") == "0" {
+		pre = "0"
+	}
 	return map[string]string{
 		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(g), "DTYPE_BF16": bf,
-		"THREADS": strconv.Itoa(decodeThreads), "TILE": strconv.Itoa(decodeTile),
+		"THREADS": strconv.Itoa(decodeThreads), "TILE": strconv.Itoa(decodeTile), "PREFETCH": pre,
 	}
 }
 
@@ -196,7 +201,10 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if d.combine, err = c.Func(mod, "decode_combine"); err != nil {
 		return nil, err
 	}
-	d.Splits, d.Chunk = splitPlan(n, s.Batch*s.Heads/d.group, c.d.Props.SMs, s.HeadDim)
+	if d.Occ, err = c.Occupancy(d.partial, decodeThreads, 0); err != nil {
+		return nil, err
+	}
+	d.Splits, d.Chunk = splitPlan(n, s.Batch*s.Heads/d.group, c.d.Props.SMs*max(d.Occ, 1), s.HeadDim)
 	bh := int64(s.Batch * s.Heads)
 	if d.pacc, err = c.Alloc(bh * int64(d.Splits) * int64(s.HeadDim) * 4); err != nil {
 		return nil, err
@@ -211,12 +219,13 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 }
 
 // splitPlan chooses the number of splits and the keys per split for n
-// keys and a given number of (batch, head-block) pairs: enough blocks to
-// fill the SMs decodeBlocksPerSM times, but at least two block steps of
-// keys per split.
-func splitPlan(n, headBlocks, sms, headDim int) (splits, chunk int) {
+// keys, headBlocks (batch, head-block) pairs and slots resident blocks on
+// the whole device: as many splits as fill the slots in one wave (equal
+// chunks, so no second wave runs on a few SMs), but at least two block
+// steps of keys per split.
+func splitPlan(n, headBlocks, slots, headDim int) (splits, chunk int) {
 	step := decodeThreads / (headDim / 8) * decodeTile
-	want := max(1, (sms*decodeBlocksPerSM+headBlocks-1)/headBlocks)
+	want := max(1, slots/headBlocks)
 	most := max(1, (n+2*step-1)/(2*step))
 	splits = min(want, most)
 	chunk = (n + splits - 1) / splits

@@ -367,6 +367,16 @@ func (c *Ctx) Func(m *Module, name string) (*Func, error) {
 	return fn, nil
 }
 
+// Occupancy returns how many blocks of block threads (with smem bytes of
+// dynamic shared memory) fit on one SM at once.
+func (c *Ctx) Occupancy(f *Func, block int, smem int) (int, error) {
+	var n int32
+	if err := cuErr("cuOccupancyMaxActiveBlocksPerMultiprocessor", cu.OccupancyMaxBlocks(&n, f.h, int32(block), uint64(smem))); err != nil {
+		return 0, fmt.Errorf("occupancy of %s: %w", f.Name, err)
+	}
+	return int(n), nil
+}
+
 // Dim3 is a grid or block shape.
 type Dim3 struct{ X, Y, Z uint32 }
 

@@ -54,6 +54,7 @@ var cu struct {
 	ModuleGetFunction       func(f *uintptr, m uintptr, name string) result
 	FuncGetAttribute        func(v *int32, attr int32, f uintptr) result
 	FuncSetAttribute        func(f uintptr, attr int32, v int32) result
+	OccupancyMaxBlocks      func(n *int32, f uintptr, block int32, smem uint64) result
 	LaunchKernel            func(f uintptr, gx, gy, gz, bx, by, bz, smem uint32, s uintptr, params unsafe.Pointer, extra uintptr) result
 	StreamBeginCapture      func(s uintptr, mode int32) result
 	StreamEndCapture        func(s uintptr, g *uintptr) result
@@ -146,6 +147,7 @@ func loadDriver() error {
 			{&cu.ModuleGetFunction, []string{"cuModuleGetFunction"}},
 			{&cu.FuncGetAttribute, []string{"cuFuncGetAttribute"}},
 			{&cu.FuncSetAttribute, []string{"cuFuncSetAttribute"}},
+			{&cu.OccupancyMaxBlocks, []string{"cuOccupancyMaxActiveBlocksPerMultiprocessor"}},
 			{&cu.LaunchKernel, []string{"cuLaunchKernel"}},
 			{&cu.StreamBeginCapture, []string{"cuStreamBeginCapture_v2"}},
 			{&cu.StreamEndCapture, []string{"cuStreamEndCapture"}},

@@ -124,10 +124,13 @@ func TestSplitPlan(t *testing.T) {
 		{1, 8, 132, 128}, {37, 8, 132, 128}, {4096, 8, 132, 128}, {1 << 20, 8, 132, 128},
 		{1 << 20, 32, 132, 64}, {5000, 2, 108, 64}, {65, 1, 1, 128},
 	} {
-		s, c := splitPlan(tc.n, tc.hb, tc.sms, tc.d)
+		s, c := splitPlan(tc.n, tc.hb, 2*tc.sms, tc.d)
 		step := decodeThreads / (tc.d / 8) * decodeTile
 		if s < 1 || c%step != 0 || s*c < tc.n || (s-1)*c >= tc.n {
 			t.Errorf("splitPlan(%v) = %d splits of %d: must cover n exactly with no empty split", tc, s, c)
+		}
+		if s*tc.hb > 2*tc.sms && s > 1 {
+			t.Errorf("splitPlan(%v) = %d splits: %d blocks exceed one wave of %d", tc, s, s*tc.hb, 2*tc.sms)
 		}
 	}
 }
@@ -279,7 +282,7 @@ func TestDecodeDenseMatchesReference(t *testing.T) {
 		if e := relErr(got, want); !(e < 1e-2) {
 			t.Errorf("%+v: rel err %.2e (splits %d)", s, e, dec.Splits)
 		} else {
-			t.Logf("%+v: rel err %.2e, %d splits of %d keys", s, e, dec.Splits, dec.Chunk)
+			t.Logf("%+v: rel err %.2e, %d splits of %d keys; %d regs, %d B local, %d blocks/SM", s, e, dec.Splits, dec.Chunk, dec.partial.Regs, dec.partial.LocalSize, dec.Occ)
 		}
 	}
 }

@@ -62,6 +62,7 @@ type HashStep struct {
 	CodeHeads int
 	// Blocks and Chunk split each list's middle range for the select.
 	Blocks, Chunk int
+	nbins         int
 	// QC are the query codes [Batch][Heads][Bits/32] (uint32); Idx the
 	// lists [Batch][Lists][Budget.Total] (int32).
 	QC, Idx              Buffer
@@ -124,11 +125,18 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 	lists := s.Batch * s.Lists(sel)
 	lo, hi := b.MiddleRange()
 	m := max(hi-lo, 1)
-	want := max(1, (c.d.Props.SMs*4+lists-1)/lists)
-	h.Blocks = min(want, (m+hashSelThreads-1)/hashSelThreads, 4*hashSelThreads)
+	nbins := bits*(s.Heads/s.KVHeads) + 1
+	if sel == PerHead {
+		nbins = bits + 1
+	}
+	// Enough blocks to fill the SMs a few times over, each at least one
+	// pass of hashSelThreads keys; select_threshold holds all of a list's
+	// block histograms in 40 KiB of shared memory.
+	want := max(1, (c.d.Props.SMs*8+lists-1)/lists)
+	h.Blocks = min(want, (m+hashSelThreads-1)/hashSelThreads, 4*hashSelThreads, max(1, 10240/nbins))
+	h.nbins = nbins
 	h.Chunk = (m + h.Blocks - 1) / h.Blocks
 	h.Blocks = (m + h.Chunk - 1) / h.Chunk
-	nbins := int64(bits*(s.Heads/s.KVHeads)) + 1
 	words := int64(bits / 32)
 	allocs := []struct {
 		b *Buffer
@@ -136,7 +144,7 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 	}{
 		{&h.QC, int64(s.Batch*s.Heads) * words * 4},
 		{&h.Idx, int64(lists) * int64(b.Total) * 4},
-		{&h.bhist, int64(lists) * int64(h.Blocks) * nbins * 4},
+		{&h.bhist, int64(lists) * int64(h.Blocks) * int64(nbins) * 4},
 		{&h.thr, int64(lists) * 2 * 4},
 		{&h.base, int64(lists) * int64(h.Blocks) * 2 * 4},
 	}
@@ -186,7 +194,7 @@ func (h *HashStep) EnqueueSelect(c *Ctx, s Stream, q, qw, kc Buffer) error {
 	if err := c.Launch(h.hist, grid, blk, 0, s, h.QC, kc, sh.Context, sh.Heads, lo, hi, h.Chunk, h.bhist); err != nil {
 		return err
 	}
-	if err := c.Launch(h.thresh, Dim3{lists, uint32(sh.Batch), 1}, blk, 0, s, h.bhist, h.Blocks, h.Budget.Heavy, h.thr, h.base); err != nil {
+	if err := c.Launch(h.thresh, Dim3{lists, uint32(sh.Batch), 1}, blk, uint32(h.Blocks*h.nbins*4), s, h.bhist, h.Blocks, h.Budget.Heavy, h.thr, h.base); err != nil {
 		return err
 	}
 	return c.Launch(h.compct, grid, blk, 0, s, h.QC, kc, sh.Context, sh.Heads, lo, hi, h.Chunk, h.thr, h.base,

@@ -150,7 +150,7 @@ func TestHashStepMatchesReference(t *testing.T) {
 		g := s.Heads / s.KVHeads
 		for bb := 0; bb < s.Batch; bb++ {
 			for c := 0; c < ch; c++ {
-				m := kv.mats[bb*s.KVHeads+c/(s.Heads/ch)]
+				m := kv.mats[bb*s.KVHeads+c/(ch/s.KVHeads)]
 				for j := 0; j < s.Context; j++ {
 					want := cpuCode(kcpu[c], m.Row(j))
 					for w := 0; w < words; w++ {

@@ -7,6 +7,7 @@
 //   DTYPE_BF16 1 for bf16 K/V, 0 for fp16
 //   THREADS    threads per block
 //   TILE       keys per lane group per step (loads in flight per lane: 2*TILE)
+//   PREFETCH   1: load step i+1 before the arithmetic of step i
 //
 // Layout: q fp32 [B][HQ][HEAD_DIM]; K, V [B][HKV][N][HEAD_DIM] (16-bit);
 // gather lists int32 [B][HQ/GROUP][n]; partials pacc [B][HQ][splits][HEAD_DIM]
@@ -33,6 +34,9 @@
 #endif
 #ifndef TILE
 #define TILE 4
+#endif
+#ifndef PREFETCH
+#define PREFETCH 1
 #endif
 
 #define LANES (HEAD_DIM / 8)
@@ -69,6 +73,27 @@ __device__ __forceinline__ uint4 ldg16(const uint4* p) {
     return r;
 }
 
+// load_tile loads rows j0..j0+TILE-1 (positions, or list entries when
+// GATHER) of K and V: this lane's 16 bytes of each; rows at or past end are
+// marked not ok and read nothing.
+template <bool GATHER>
+__device__ __forceinline__ void load_tile(uint4 (&kr)[TILE], uint4 (&vr)[TILE], bool (&ok)[TILE], int j0, int end,
+                                          size_t rowbase, const int* __restrict__ il, const uint4* __restrict__ k,
+                                          const uint4* __restrict__ v, int lane) {
+#pragma unroll
+    for (int t = 0; t < TILE; t++) {
+        ok[t] = j0 + t < end;
+        if (ok[t]) {
+            size_t row = rowbase + (size_t)(GATHER ? __ldg(il + j0 + t) : j0 + t);
+            kr[t] = ldg16(k + row * LANES + lane);
+            vr[t] = ldg16(v + row * LANES + lane);
+        } else {
+            kr[t] = make_uint4(0, 0, 0, 0);
+            vr[t] = make_uint4(0, 0, 0, 0);
+        }
+    }
+}
+
 template <bool GATHER>
 __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4* __restrict__ k,
                                         const uint4* __restrict__ v, const int* __restrict__ idx, int n, int N,
@@ -103,23 +128,18 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
     const size_t rowbase = ((size_t)b * hkv + kvh) * (size_t)N;
     const int* il = GATHER ? idx + ((size_t)b * gridDim.y + hb) * (size_t)n : nullptr;
 
-    // Every thread runs the same number of steps (shuffles need the whole warp).
+    // Every thread runs the same number of steps (shuffles need the whole
+    // warp). With PREFETCH the next step's rows are loaded before this
+    // step's arithmetic, so each thread keeps loads in flight throughout.
+    uint4 kr[TILE], vr[TILE];
+    bool ok[TILE];
+    load_tile<GATHER>(kr, vr, ok, start + grp * TILE, end, rowbase, il, k, v, lane);
     for (int base = start; base < end; base += NGROUPS * TILE) {
-        const int j0 = base + grp * TILE;
-        uint4 kr[TILE], vr[TILE];
-        bool ok[TILE];
-#pragma unroll
-        for (int t = 0; t < TILE; t++) {
-            ok[t] = j0 + t < end;
-            if (ok[t]) {
-                size_t row = rowbase + (size_t)(GATHER ? __ldg(il + j0 + t) : j0 + t);
-                kr[t] = ldg16(k + row * LANES + lane);
-                vr[t] = ldg16(v + row * LANES + lane);
-            } else {
-                kr[t] = make_uint4(0, 0, 0, 0);
-                vr[t] = make_uint4(0, 0, 0, 0);
-            }
-        }
+#if PREFETCH
+        uint4 kn[TILE], vn[TILE];
+        bool okn[TILE];
+        load_tile<GATHER>(kn, vn, okn, base + NGROUPS * TILE + grp * TILE, end, rowbase, il, k, v, lane);
+#endif
         float s[GROUP][TILE];
 #pragma unroll
         for (int t = 0; t < TILE; t++) {
@@ -167,6 +187,16 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
 #pragma unroll
                 for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p[g][t], vf[i], acc[g][i]);
         }
+#if PREFETCH
+#pragma unroll
+        for (int t = 0; t < TILE; t++) {
+            kr[t] = kn[t];
+            vr[t] = vn[t];
+            ok[t] = okn[t];
+        }
+#else
+        load_tile<GATHER>(kr, vr, ok, base + NGROUPS * TILE + grp * TILE, end, rowbase, il, k, v, lane);
+#endif
     }
 
     // Merge the lane groups of the block, one query head at a time.

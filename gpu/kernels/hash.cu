@@ -51,6 +51,7 @@
 #define NBINS (SMAX + 1)
 #define MAP_FLOATS (IN_DIM * HID + HID + HID * HID + HID + HID * BITS + BITS)
 #define SEL_THREADS 256
+#define UNR 8  // keys per thread per pass: their code loads are in flight together
 
 __device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
 
@@ -75,10 +76,12 @@ __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned 
     const float* W3 = B2 + HID;
     const float* B3 = W3 + HID * BITS;
     float a = 0.f;
+#pragma unroll 16
     for (int j = 0; j < IN_DIM; j++) a = fmaf(W1[j * HID + i], xs[j], a);
     h1[i] = silu(a + B1[i]);
     __syncthreads();
     a = 0.f;
+#pragma unroll 16
     for (int j = 0; j < HID; j++) a = fmaf(W2[j * HID + i], h1[j], a);
     h2[i] = silu(a + B2[i]);
     __syncthreads();
@@ -86,6 +89,7 @@ __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned 
         bool bit = false;
         if (i < BITS) {
             a = 0.f;
+#pragma unroll 16
             for (int j = 0; j < HID; j++) a = fmaf(W3[j * BITS + i], h2[j], a);
             bit = a + B3[i] > 0.f;
         }
@@ -170,7 +174,17 @@ select_hist(const unsigned int* __restrict__ qc, const unsigned int* __restrict_
     sc.init(qc, kcodes, b, list, hq, N);
     __syncthreads();
     const int start = lo + x * chunk, end = min(start + chunk, hi);
-    for (int j = start + threadIdx.x; j < end; j += SEL_THREADS) atomicAdd(&hist[warp][sc.score(j)], 1);
+    for (int j0 = start; j0 < end; j0 += SEL_THREADS * UNR) {
+        int sv[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int j = j0 + u * SEL_THREADS + threadIdx.x;
+            sv[u] = j < end ? sc.score(j) : -1;
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; u++)
+            if (sv[u] >= 0) atomicAdd(&hist[warp][sv[u]], 1);
+    }
     __syncthreads();
     int* out = bhist + (((size_t)b * gridDim.y + list) * gridDim.x + x) * NBINS;
     for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
@@ -181,39 +195,42 @@ select_hist(const unsigned int* __restrict__ qc, const unsigned int* __restrict_
     }
 }
 
-// select_threshold: grid (NL, B), block SEL_THREADS; nblk <= 4*SEL_THREADS.
-// Writes thr [B][NL][2] = (T, r) and base [B][NL][nblk][2] = (keys > T,
-// keys == T) in the blocks before each block.
+// select_threshold: grid (NL, B), block SEL_THREADS, dynamic shared memory
+// nblk*NBINS ints; nblk <= 4*SEL_THREADS. Writes thr [B][NL][2] = (T, r)
+// and base [B][NL][nblk][2] = (keys > T, keys == T) in the blocks before
+// each block. With heavy == 0, T = SMAX+1 and nothing is selected.
 extern "C" __global__ void __launch_bounds__(SEL_THREADS)
 select_threshold(const int* __restrict__ bhist, int nblk, int heavy, int* __restrict__ thr, int* __restrict__ base) {
+    extern __shared__ int hs[];  // [nblk][NBINS]
     __shared__ int tot[NBINS];
-    __shared__ int sT, sR;
+    __shared__ int sT;
     __shared__ int sgt[SEL_THREADS], seq[SEL_THREADS];
     const int list = blockIdx.x, b = blockIdx.y, nl = gridDim.x;
     const int* h = bhist + ((size_t)b * nl + list) * nblk * NBINS;
+    for (int i = threadIdx.x; i < nblk * NBINS; i += SEL_THREADS) hs[i] = h[i];
+    if (threadIdx.x == 0) sT = SMAX + 1;
+    __syncthreads();
     for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
         int t = 0;
-        for (int x = 0; x < nblk; x++) t += h[x * NBINS + s];
+        for (int x = 0; x < nblk; x++) t += hs[x * NBINS + s];
         tot[s] = t;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        int cum = 0, T = SMAX + 1, r = 0;
-        if (heavy > 0) {
-            for (int s = SMAX; s >= 0; s--) {
-                if (cum + tot[s] >= heavy) {
-                    T = s;
-                    r = heavy - cum;
-                    break;
-                }
-                cum += tot[s];
-            }
+    // T is the bin with (keys above T) < heavy <= (keys at or above T).
+    for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
+        int above = 0;
+        for (int u = s + 1; u < NBINS; u++) above += tot[u];
+        if (heavy > 0 && above < heavy && heavy <= above + tot[s]) {
+            sT = s;
+            int* t = thr + ((size_t)b * nl + list) * 2;
+            t[0] = s;
+            t[1] = heavy - above;
         }
-        sT = T;
-        sR = r;
+    }
+    if (heavy <= 0 && threadIdx.x == 0) {
         int* t = thr + ((size_t)b * nl + list) * 2;
-        t[0] = T;
-        t[1] = r;
+        t[0] = SMAX + 1;
+        t[1] = 0;
     }
     __syncthreads();
     const int T = sT;
@@ -225,8 +242,8 @@ select_threshold(const int* __restrict__ bhist, int nblk, int heavy, int* __rest
         gt[u] = eq[u] = 0;
         const int x = threadIdx.x * per + u;
         if (u < per && x < nblk) {
-            for (int s = T + 1; s <= SMAX; s++) gt[u] += h[x * NBINS + s];
-            eq[u] = T <= SMAX ? h[x * NBINS + T] : 0;
+            for (int s = T + 1; s <= SMAX; s++) gt[u] += hs[x * NBINS + s];
+            eq[u] = T <= SMAX ? hs[x * NBINS + T] : 0;
         }
         mygt += gt[u];
         myeq += eq[u];
@@ -280,9 +297,17 @@ select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restri
     sc.init(qc, kcodes, b, list, hq, N);
     const int start = lo + x * chunk, end = min(start + chunk, hi);
     const unsigned int lt = (1u << lane) - 1;
-    for (int j0 = start; j0 < end; j0 += SEL_THREADS) {
-        const int j = j0 + threadIdx.x;
-        const int s = j < end ? sc.score(j) : -1;
+    for (int j00 = start; j00 < end; j00 += SEL_THREADS * UNR) {
+      int sv[UNR];
+#pragma unroll
+      for (int u = 0; u < UNR; u++) {
+          const int j = j00 + u * SEL_THREADS + threadIdx.x;
+          sv[u] = j < end ? sc.score(j) : -1;
+      }
+#pragma unroll
+      for (int u = 0; u < UNR; u++) {
+        const int j = j00 + u * SEL_THREADS + threadIdx.x;
+        const int s = sv[u];
         const bool gt = s > T, eq = s == T;
         const unsigned int bg = __ballot_sync(0xffffffffu, gt), be = __ballot_sync(0xffffffffu, eq);
         if (lane == 0) {
@@ -304,5 +329,6 @@ select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restri
         gtRun += tg;
         eqRun += te;
         __syncthreads();
+      }
     }
 }
