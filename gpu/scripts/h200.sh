@@ -21,6 +21,10 @@ for f in "${@:-experiments/bench-decode.yaml}"; do
   timeout 240 .gpubin/hbench bench --out "$OUT/results" --run-id h200 --commit "${HBENCH_COMMIT:-}" "$f" >> "$OUT/bench.txt" 2>&1
   echo "bench $f rc=$?"
 done
+if [ -n "$AB" ]; then
+  HBENCH_DECODE_PREFETCH=0 timeout 120 .gpubin/hbench bench --out "$OUT/results" --run-id h200-noprefetch --commit "${HBENCH_COMMIT:-}" experiments/bench-dense-ab.yaml >> "$OUT/bench.txt" 2>&1
+  echo "bench A/B (no prefetch) rc=$?"
+fi
 (cd "$OUT" && tar czf results.tgz results && rm -rf results)
 if [ -z "$SKIP_PEER" ]; then
   PYTHONUNBUFFERED=1 timeout 200 python3 .gpubin/peer_decode.py "$OUT/peer.md" > "$OUT/peer.log" 2>&1
