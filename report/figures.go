@@ -42,6 +42,10 @@ func layerScope(layers []int) string {
 	return fmt.Sprintf("mean over layers %s", joinInts(layers))
 }
 
+// maxBands is the most lines a figure draws with their p10–p90 bands;
+// beyond it the overlapping bands hide each other and only lines are drawn.
+const maxBands = 6
+
 // sparsityFigure plots metric m of each variant against sparsity (log 2
 // x), one line per variant with its p10–p90 band, pooled over layers.
 // It returns nil when no variant has a point to draw.
@@ -56,7 +60,8 @@ func sparsityFigure(cells []*resultfmt.Cell, st *styles, m metricInfo, workload 
 	}
 	var all []series
 	var skipped []string
-	ymin, ymax := math.Inf(1), math.Inf(-1)
+	ymin, ymax := math.Inf(1), math.Inf(-1) // of the lines
+	bmin, bmax := math.Inf(1), math.Inf(-1) // of the bands
 	xmin, xmax := math.Inf(1), math.Inf(-1)
 	for _, v := range vars {
 		s := series{v: v}
@@ -70,9 +75,10 @@ func sparsityFigure(cells []*resultfmt.Cell, st *styles, m metricInfo, workload 
 			s.lo = append(s.lo, plotter.XY{X: b.Sparsity, Y: math.Min(stat.P10, stat.Mean)})
 			s.hi = append(s.hi, plotter.XY{X: b.Sparsity, Y: math.Max(stat.P90, stat.Mean)})
 			xmin, xmax = math.Min(xmin, b.Sparsity), math.Max(xmax, b.Sparsity)
-			for _, y := range []float64{stat.Mean, stat.P10, stat.P90} {
+			ymin, ymax = math.Min(ymin, stat.Mean), math.Max(ymax, stat.Mean)
+			for _, y := range []float64{stat.P10, stat.P90} {
 				if !m.Log || y > 0 {
-					ymin, ymax = math.Min(ymin, y), math.Max(ymax, y)
+					bmin, bmax = math.Min(bmin, y), math.Max(bmax, y)
 				}
 			}
 		}
@@ -84,6 +90,13 @@ func sparsityFigure(cells []*resultfmt.Cell, st *styles, m metricInfo, workload 
 	}
 	if len(all) == 0 {
 		return nil
+	}
+	bands := len(all) <= maxBands
+	if bands && !math.IsInf(bmin, 0) {
+		ymin, ymax = math.Min(ymin, bmin), math.Max(ymax, bmax)
+		if m.Log { // a band reaching down to ~0 must not squash the lines
+			ymin = math.Max(ymin, ymax*1e-3)
+		}
 	}
 	title := fmt.Sprintf("%s vs sparsity — %s", m.Title, workload)
 	p := newPlot(title, "sparsity (visible keys ÷ kept keys)", m.Unit)
@@ -104,7 +117,7 @@ func sparsityFigure(cells []*resultfmt.Cell, st *styles, m metricInfo, workload 
 	}
 	var legend []legendItem
 	for _, s := range all {
-		if len(s.mean) > 1 {
+		if bands && len(s.mean) > 1 {
 			band := make(plotter.XYs, 0, 2*len(s.lo))
 			band = append(band, s.lo...)
 			for i := len(s.hi) - 1; i >= 0; i-- {
@@ -133,6 +146,9 @@ func sparsityFigure(cells []*resultfmt.Cell, st *styles, m metricInfo, workload 
 		legend = append(legend, legendItem{s.v.Name, []plot.Thumbnailer{line, pts}})
 	}
 	cap := fmt.Sprintf("%s of each method against sparsity on workload %s (%s). Lines: mean over query positions and heads; shaded bands: p10–p90.", m.Title, workload, layerScope(layers))
+	if !bands {
+		cap = fmt.Sprintf("%s of each method against sparsity on workload %s (%s). Lines: mean over query positions and heads. The p10–p90 bands are left out with more than %d lines (they would hide each other); they are in summary.csv.", m.Title, workload, layerScope(layers), maxBands)
+	}
 	if m.Log && len(skipped) > 0 {
 		cap += fmt.Sprintf(" Not drawn on the log axis (error exactly 0): %s.", strings.Join(skipped, ", "))
 	}
@@ -322,6 +338,7 @@ func heatmapFigure(cells []*resultfmt.Cell, s float64, workload string) *Figure 
 	p.X.Tick.Marker = plot.ConstantTicks(xt)
 	p.Y.Tick.Marker = plot.ConstantTicks(yt)
 	p.X.Tick.Length, p.Y.Tick.Length = 0, 0
+	p.Y.Tick.Label.YAlign = -0.7 // centre the row names on their rows (plot draws them a descent high)
 	p.X.LineStyle.Width, p.Y.LineStyle.Width = 0, 0
 	// Value labels, dark text on light cells and light text on dark ones.
 	for i := range vars {
@@ -361,7 +378,7 @@ func heatmapFigure(cells []*resultfmt.Cell, s float64, workload string) *Figure 
 		draw: func(c draw.Canvas) {
 			c.SetColor(white)
 			c.Fill(c.Rectangle.Path())
-			barW := vg.Points(40)
+			barW := vg.Points(52)
 			main := c
 			main.Max.X -= barW
 			main.Min.X += vg.Points(4) // room for the first glyph of long row names
@@ -369,6 +386,7 @@ func heatmapFigure(cells []*resultfmt.Cell, s float64, workload string) *Figure 
 			data := p.DataCanvas(main)
 			side := c
 			side.Min.X = c.Max.X - barW
+			side.Max.X -= vg.Points(3)
 			side.Min.Y, side.Max.Y = data.Min.Y, data.Max.Y
 			bar.Draw(side)
 		},

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"image/color"
 	"sort"
 	"strings"
@@ -29,7 +30,9 @@ var (
 	grey20     = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
 )
 
-// methodStyle is the look of one method in every figure.
+// methodStyle is the look of one method in every figure: its colour, and
+// the marker and line of its first variant (further variants keep the
+// colour and take other dashes and markers).
 type methodStyle struct {
 	Color color.Color
 	Glyph draw.GlyphDrawer
@@ -113,10 +116,26 @@ func (s *styles) line(v variant) draw.LineStyle {
 	return ls
 }
 
-// glyph returns the marker style of a variant.
+// variantGlyphs give the second and later variants of a method their own
+// marker (the colour stays the method's), so that variants can be told
+// apart in scatter plots, where there are no dashes.
+var variantGlyphs = []draw.GlyphDrawer{draw.RingGlyph{}, draw.PyramidGlyph{}, draw.PlusGlyph{}, draw.SquareGlyph{}, draw.CrossGlyph{}, draw.TriangleGlyph{}, draw.CircleGlyph{}, draw.BoxGlyph{}}
+
+// glyph returns the marker style of a variant: the method's marker for
+// its first variant, another marker for each further one.
 func (s *styles) glyph(v variant) draw.GlyphStyle {
 	st := s.method[v.Method]
-	return draw.GlyphStyle{Color: st.Color, Shape: st.Glyph, Radius: vg.Points(2.2)}
+	shape := st.Glyph
+	if k := s.variant[v.Name]; k > 0 {
+		var alts []draw.GlyphDrawer
+		for _, g := range variantGlyphs {
+			if fmt.Sprintf("%T", g) != fmt.Sprintf("%T", st.Glyph) {
+				alts = append(alts, g)
+			}
+		}
+		shape = alts[(k-1)%len(alts)]
+	}
+	return draw.GlyphStyle{Color: st.Color, Shape: shape, Radius: vg.Points(2.2)}
 }
 
 // band returns the fill colour of a variant's p10–p90 band.
