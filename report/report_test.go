@@ -237,7 +237,9 @@ func TestSkipsFiguresWithoutData(t *testing.T) {
 		t.Errorf("one-layer run: %d tables, want 3", len(rep.Tables))
 	}
 
-	refs := filter(one, func(c *resultfmt.Cell) bool { return c.Method == "dense" || c.Method == "oracle" || c.Method == "streaming" })
+	refs := filter(one, func(c *resultfmt.Cell) bool {
+		return c.Method == "dense" || c.Method == "oracle" || c.Method == "streaming"
+	})
 	rep = Render(&Run{Dir: "refs", Cells: refs}, Options{})
 	if got := figureNames(rep.Figures); !slices.Equal(got, want[:3]) {
 		t.Errorf("one contender: figures %v, want no Pareto view", got)
