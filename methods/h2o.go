@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/hbench/hbench/attn"
 	"github.com/hbench/hbench/tensor"
@@ -56,21 +55,9 @@ func (p *H2OParams) Validate() error {
 type H2O struct {
 	p H2OParams
 
-	mu      sync.Mutex
-	prefill map[h2oKey]*h2oPrefill
-}
-
-type h2oKey struct {
-	g      *attn.Group
-	t0     int
-	shared bool
-}
-
-// h2oPrefill caches the prefill scores of a Group, shared by the
-// Selectors of several budgets.
-type h2oPrefill struct {
-	once sync.Once
-	acc  [][]float64 // per track: [t0] accumulated scores
+	// prefill caches the prefill scores of a Group (per track: [t0]
+	// accumulated scores), shared by the Selectors of several budgets.
+	prefill prepCache[[][]float64]
 }
 
 func init() {
@@ -83,7 +70,7 @@ func init() {
 			if err := hp.Validate(); err != nil {
 				return nil, fmt.Errorf("h2o: %w", err)
 			}
-			return &H2O{p: hp, prefill: map[h2oKey]*h2oPrefill{}}, nil
+			return &H2O{p: hp}, nil
 		},
 	})
 }
@@ -105,27 +92,19 @@ func (h *H2O) Prepare(g *attn.Group, opt Options) (Selector, error) {
 // prefillScores returns the column sums of the causal attention of the
 // positions 0..t0-1 of g, per track.
 func (h *H2O) prefillScores(g *attn.Group, t0 int, shared bool) [][]float64 {
-	key := h2oKey{g, t0, shared}
-	h.mu.Lock()
-	e := h.prefill[key]
-	if e == nil {
-		e = &h2oPrefill{}
-		h.prefill[key] = e
-	}
-	h.mu.Unlock()
-	e.once.Do(func() {
+	acc, _ := h.prefill.get(prepKey{g: g, t0: t0, shared: shared}, func() ([][]float64, error) {
 		nt := len(g.Q)
 		if shared {
 			nt = 1
 		}
-		e.acc = make([][]float64, nt)
-		for i := range e.acc {
-			e.acc[i] = make([]float64, t0)
+		acc := make([][]float64, nt)
+		for i := range acc {
+			acc[i] = make([]float64, t0)
 		}
 		l := make([]float32, t0)
 		w := make([]float64, t0)
 		for i := range g.Q {
-			acc := e.acc[min(i, nt-1)]
+			a := acc[min(i, nt-1)]
 			for t := 0; t < t0; t++ {
 				q := g.Q[i].Row(t)
 				m := float32(math.Inf(-1))
@@ -139,12 +118,13 @@ func (h *H2O) prefillScores(g *attn.Group, t0 int, shared bool) [][]float64 {
 					z += w[j]
 				}
 				for j := 0; j <= t; j++ {
-					acc[j] += w[j] / z
+					a[j] += w[j] / z
 				}
 			}
 		}
+		return acc, nil
 	})
-	return e.acc
+	return acc
 }
 
 type h2oTrack struct {

@@ -64,8 +64,17 @@ func (p *HashAttentionParams) Validate() error {
 // same map for queries and keys, weights N(0, 1/fan-in), zero biases) give
 // a nonlinear SimHash: an ablation, not HashAttention.
 type HashAttention struct {
-	p HashAttentionParams
-	w *HashWeights // nil with init: random
+	p     HashAttentionParams
+	w     *HashWeights // nil with init: random
+	cache prepCache[*hashPrep]
+}
+
+// hashPrep is the per-Group part of a hashSelector: the query maps and
+// every query head's key codes.
+type hashPrep struct {
+	act   string
+	qmaps []*MLP
+	keys  [][]uint64 // per query head: [T][words] key codes
 }
 
 func init() {
@@ -168,20 +177,28 @@ func randomHeadMaps(p HashAttentionParams, layer, qh, d int) *HeadMaps {
 }
 
 // Prepare implements Method: it computes every key's code for every query
-// head of the group.
+// head of the group (once per Group: the Selectors of several budgets share
+// them).
 func (h *HashAttention) Prepare(g *attn.Group, opt Options) (Selector, error) {
 	nb := h.bits()
 	words := (nb + 63) / 64
-	s := &hashSelector{g: g, bits: nb, qc: make([]uint64, 0, words)}
-	for _, qh := range g.QHeads {
-		m, act, err := h.maps(g.Layer, qh, g.D())
-		if err != nil {
-			return nil, err
+	pre, err := h.cache.get(prepKey{g: g}, func() (*hashPrep, error) {
+		p := &hashPrep{}
+		for _, qh := range g.QHeads {
+			m, act, err := h.maps(g.Layer, qh, g.D())
+			if err != nil {
+				return nil, err
+			}
+			p.act = act
+			p.qmaps = append(p.qmaps, m.Q)
+			p.keys = append(p.keys, hashCodes(m.K, act, g.K, words))
 		}
-		s.act = act
-		s.qmaps = append(s.qmaps, m.Q)
-		s.keys = append(s.keys, hashCodes(m.K, act, g.K, words))
+		return p, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	s := &hashSelector{hashPrep: pre, g: g, bits: nb, qc: make([]uint64, 0, words)}
 	s.buf = mlpBuf(s.qmaps[0])
 	s.ScoreSelector = NewScoreSelector(len(g.Q), opt.Shared, s.score)
 	return s, nil
@@ -210,13 +227,11 @@ func hashCodes(m *MLP, act string, x *tensor.Mat, words int) []uint64 {
 
 type hashSelector struct {
 	*ScoreSelector
-	g     *attn.Group
-	bits  int
-	act   string
-	qmaps []*MLP
-	keys  [][]uint64 // per query head: [T][words] key codes
-	buf   [2][]float32
-	qc    []uint64
+	*hashPrep
+	g    *attn.Group
+	bits int
+	buf  [2][]float32
+	qc   []uint64
 }
 
 func (s *hashSelector) score(i, t, n int, dst []float32) {

@@ -84,13 +84,14 @@ func TestHashAttentionHand(t *testing.T) {
 		t.Errorf("AuxBits = %g, want 2 bits × 2 query heads", got)
 	}
 	// a group the file does not cover
-	g.Layer = 4
-	if _, err := m.Prepare(g, Options{}); err == nil || !strings.Contains(err.Error(), "layer 4 query head 0") || !strings.Contains(err.Error(), "L3.H0, L3.H1") {
+	g4 := *g // a new Group: methods cache their build per Group
+	g4.Layer = 4
+	if _, err := m.Prepare(&g4, Options{}); err == nil || !strings.Contains(err.Error(), "layer 4 query head 0") || !strings.Contains(err.Error(), "L3.H0, L3.H1") {
 		t.Errorf("missing map: error %v, want one naming layer 4 query head 0 and the covered maps", err)
 	}
-	g.Layer = 3
-	g.K, g.V = tensor.NewMat(6, 3), tensor.NewMat(6, 3)
-	if _, err := m.Prepare(g, Options{}); err == nil || !strings.Contains(err.Error(), "head dimension 2") {
+	g3 := *g
+	g3.K, g3.V = tensor.NewMat(6, 3), tensor.NewMat(6, 3)
+	if _, err := m.Prepare(&g3, Options{}); err == nil || !strings.Contains(err.Error(), "head dimension 2") {
 		t.Errorf("wrong dimension: error %v", err)
 	}
 }

@@ -40,7 +40,16 @@ func (p *LSHParams) Validate() error {
 // learned maps. Hyperplanes are shared by a KV head's query heads, so one
 // key code serves the group. Note: M is the largest norm over the whole
 // Group (future keys included); only a scalar is looked ahead.
-type LSH struct{ p LSHParams }
+type LSH struct {
+	p     LSHParams
+	cache prepCache[*lshPrep]
+}
+
+// lshPrep is the per-Group part of an lshSelector.
+type lshPrep struct {
+	planes *tensor.Mat // [bits][d or d+1]
+	keys   []uint64    // [T][words] key codes
+}
 
 func init() {
 	Register(Spec{
@@ -70,27 +79,30 @@ func (l *LSH) Prepare(g *attn.Group, opt Options) (Selector, error) {
 	if l.p.MIPS {
 		in = d + 1
 	}
-	rng := newRand(l.p.Seed, opt.Seed, int64(g.Layer), int64(g.KVHead))
-	planes := tensor.NewMat(l.p.Bits, in)
-	for i := range planes.Data {
-		planes.Data[i] = float32(rng.NormFloat64())
-	}
-	var m2 float64
-	if l.p.MIPS {
-		for j := 0; j < g.T(); j++ {
-			m2 = max(m2, tensor.Dot(g.K.Row(j), g.K.Row(j)))
-		}
-	}
 	words := (l.p.Bits + 63) / 64
-	s := &lshSelector{planes: planes, bits: l.p.Bits, words: words, mips: l.p.MIPS, g: g,
-		keys: make([]uint64, g.T()*words), x: make([]float32, in), qc: make([]uint64, words)}
-	for j := 0; j < g.T(); j++ {
-		copy(s.x, g.K.Row(j))
-		if l.p.MIPS {
-			s.x[d] = float32(math.Sqrt(max(0, m2-tensor.Dot(g.K.Row(j), g.K.Row(j)))))
+	pre, _ := l.cache.get(prepKey{g: g, seed: opt.Seed}, func() (*lshPrep, error) {
+		rng := newRand(l.p.Seed, opt.Seed, int64(g.Layer), int64(g.KVHead))
+		p := &lshPrep{planes: tensor.NewMat(l.p.Bits, in), keys: make([]uint64, g.T()*words)}
+		for i := range p.planes.Data {
+			p.planes.Data[i] = float32(rng.NormFloat64())
 		}
-		simhash(planes, s.x, s.keys[j*words:(j+1)*words])
-	}
+		var m2 float64
+		if l.p.MIPS {
+			for j := 0; j < g.T(); j++ {
+				m2 = max(m2, tensor.Dot(g.K.Row(j), g.K.Row(j)))
+			}
+		}
+		x := make([]float32, in)
+		for j := 0; j < g.T(); j++ {
+			copy(x, g.K.Row(j))
+			if l.p.MIPS {
+				x[d] = float32(math.Sqrt(max(0, m2-tensor.Dot(g.K.Row(j), g.K.Row(j)))))
+			}
+			simhash(p.planes, x, p.keys[j*words:(j+1)*words])
+		}
+		return p, nil
+	})
+	s := &lshSelector{lshPrep: pre, bits: l.p.Bits, g: g, x: make([]float32, in), qc: make([]uint64, words)}
 	s.ScoreSelector = NewScoreSelector(len(g.Q), opt.Shared, s.score)
 	return s, nil
 }
@@ -107,14 +119,11 @@ func simhash(planes *tensor.Mat, x []float32, dst []uint64) {
 
 type lshSelector struct {
 	*ScoreSelector
-	planes *tensor.Mat
-	bits   int
-	words  int
-	mips   bool
-	g      *attn.Group
-	keys   []uint64 // [T][words] key codes
-	x      []float32
-	qc     []uint64
+	*lshPrep
+	bits int
+	g    *attn.Group
+	x    []float32
+	qc   []uint64
 }
 
 func (s *lshSelector) score(i, t, n int, dst []float32) {
