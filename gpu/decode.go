@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 )
 
 //go:embed kernels/decode.cu
@@ -113,6 +114,7 @@ type Decoder struct {
 	Chunk  int
 	// Occ is the partial kernel's resident blocks per SM.
 	Occ     int
+	Tuning  DecodeTuning
 	group   int
 	partial *Func
 	combine *Func
@@ -121,11 +123,6 @@ type Decoder struct {
 	// Out is the fp32 output [Batch][Heads][HeadDim].
 	Out Buffer
 }
-
-const (
-	decodeThreads = 256
-	decodeTile    = 4
-)
 
 // module compiles (through the cache) and loads source src with defs,
 // keeping loaded modules per device.
@@ -148,25 +145,84 @@ func (c *Ctx) module(name, src string, defs map[string]string) (*Module, error) 
 	return m, nil
 }
 
-// DecodeDefines returns the defines of the decode module for a shape and
-// selection. HBENCH_DECODE_PREFETCH=0 turns the register prefetch off (for
-// A/B timings).
-func DecodeDefines(s Shape, sel Selection) map[string]string {
-	g := s.Heads / s.KVHeads
-	if sel == PerHead {
-		g = 1
+// DecodeTuning are the decode kernels' launch parameters.
+type DecodeTuning struct {
+	Threads   int  // threads per block
+	Tile      int  // keys per lane group per step
+	MinBlocks int  // __launch_bounds__ minimum blocks per SM (0: none)
+	Prefetch  bool // load step i+1 before the arithmetic of step i
+}
+
+// String renders t in the HBENCH_DECODE syntax.
+func (t DecodeTuning) String() string {
+	p := 0
+	if t.Prefetch {
+		p = 1
 	}
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d", t.Threads, t.Tile, t.MinBlocks, p)
+}
+
+// DefaultDecodeTuning returns the tuning for a group size (query heads
+// per block), overridden field by field by the environment variable
+// HBENCH_DECODE ("threads=128,tile=2,minb=4,prefetch=1"), for A/B timings.
+func DefaultDecodeTuning(group int) (DecodeTuning, error) {
+	t := DecodeTuning{Threads: 256, Tile: 4, Prefetch: true}
+	if group >= 4 {
+		// Note: at 256 threads the group-4 kernel needs 157 registers, so
+		// one block (8 warps) per SM fits and it issues too slowly to keep
+		// HBM busy (62% of the copy ceiling at 1M keys on an H200).
+		t = DecodeTuning{Threads: 128, Tile: 2, MinBlocks: 4, Prefetch: true}
+	}
+	env := os.Getenv("HBENCH_DECODE")
+	if env == "" {
+		return t, nil
+	}
+	for _, kv := range strings.Split(env, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			return t, fmt.Errorf("HBENCH_DECODE: %q is not key=integer", kv)
+		}
+		switch k {
+		case "threads":
+			t.Threads = n
+		case "tile":
+			t.Tile = n
+		case "minb":
+			t.MinBlocks = n
+		case "prefetch":
+			t.Prefetch = n != 0
+		default:
+			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch)", k)
+		}
+	}
+	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.MinBlocks < 0 {
+		return t, fmt.Errorf("HBENCH_DECODE: bad tuning %v", t)
+	}
+	return t, nil
+}
+
+func groupOf(s Shape, sel Selection) int {
+	if sel == PerHead {
+		return 1
+	}
+	return s.Heads / s.KVHeads
+}
+
+// DecodeDefines returns the defines of the decode module for a shape,
+// selection and tuning.
+func DecodeDefines(s Shape, sel Selection, t DecodeTuning) map[string]string {
 	bf := "1"
 	if s.DType == FP16 {
 		bf = "0"
 	}
-	pre := "1"
-	if os.Getenv("HBENCH_DECODE_PREFETCH") == "0" {
-		pre = "0"
+	pre := "0"
+	if t.Prefetch {
+		pre = "1"
 	}
 	return map[string]string{
-		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(g), "DTYPE_BF16": bf,
-		"THREADS": strconv.Itoa(decodeThreads), "TILE": strconv.Itoa(decodeTile), "PREFETCH": pre,
+		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(groupOf(s, sel)), "DTYPE_BF16": bf,
+		"THREADS": strconv.Itoa(t.Threads), "TILE": strconv.Itoa(t.Tile), "MINB": strconv.Itoa(t.MinBlocks), "PREFETCH": pre,
 	}
 }
 
@@ -184,13 +240,15 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 		}
 		n = k
 	}
-	defs := DecodeDefines(s, sel)
-	mod, err := c.module("decode.cu", decodeSrc, defs)
+	tune, err := DefaultDecodeTuning(groupOf(s, sel))
 	if err != nil {
 		return nil, err
 	}
-	d := &Decoder{Shape: s, Sel: sel, K: n}
-	d.group, _ = strconv.Atoi(defs["GROUP"])
+	mod, err := c.module("decode.cu", decodeSrc, DecodeDefines(s, sel, tune))
+	if err != nil {
+		return nil, err
+	}
+	d := &Decoder{Shape: s, Sel: sel, K: n, Tuning: tune, group: groupOf(s, sel)}
 	name := "decode_dense"
 	if sel != Dense {
 		name = "decode_gather"
@@ -201,10 +259,11 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if d.combine, err = c.Func(mod, "decode_combine"); err != nil {
 		return nil, err
 	}
-	if d.Occ, err = c.Occupancy(d.partial, decodeThreads, 0); err != nil {
+	if d.Occ, err = c.Occupancy(d.partial, tune.Threads, 0); err != nil {
 		return nil, err
 	}
-	d.Splits, d.Chunk = splitPlan(n, s.Batch*s.Heads/d.group, c.d.Props.SMs*max(d.Occ, 1), s.HeadDim)
+	step := tune.Threads / (s.HeadDim / 8) * tune.Tile
+	d.Splits, d.Chunk = splitPlan(n, s.Batch*s.Heads/d.group, c.d.Props.SMs*max(d.Occ, 1), step)
 	bh := int64(s.Batch * s.Heads)
 	if d.pacc, err = c.Alloc(bh * int64(d.Splits) * int64(s.HeadDim) * 4); err != nil {
 		return nil, err
@@ -219,12 +278,11 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 }
 
 // splitPlan chooses the number of splits and the keys per split for n
-// keys, headBlocks (batch, head-block) pairs and slots resident blocks on
+// keys, headBlocks (batch, head-block) pairs, slots resident blocks on
 // the whole device: as many splits as fill the slots in one wave (equal
 // chunks, so no second wave runs on a few SMs), but at least two block
-// steps of keys per split.
-func splitPlan(n, headBlocks, slots, headDim int) (splits, chunk int) {
-	step := decodeThreads / (headDim / 8) * decodeTile
+// steps (step keys each) per split.
+func splitPlan(n, headBlocks, slots, step int) (splits, chunk int) {
 	want := max(1, slots/headBlocks)
 	most := max(1, (n+2*step-1)/(2*step))
 	splits = min(want, most)
@@ -252,7 +310,7 @@ func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 		scale = 1 / sqrt32(float32(sh.HeadDim))
 	}
 	grid := Dim3{uint32(d.Splits), uint32(sh.Heads / d.group), uint32(sh.Batch)}
-	block := Dim3{X: decodeThreads}
+	block := Dim3{X: uint32(d.Tuning.Threads)}
 	var err error
 	if d.Sel == Dense {
 		err = c.Launch(d.partial, grid, block, 0, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)

@@ -124,8 +124,8 @@ func TestSplitPlan(t *testing.T) {
 		{1, 8, 132, 128}, {37, 8, 132, 128}, {4096, 8, 132, 128}, {1 << 20, 8, 132, 128},
 		{1 << 20, 32, 132, 64}, {5000, 2, 108, 64}, {65, 1, 1, 128},
 	} {
-		s, c := splitPlan(tc.n, tc.hb, 2*tc.sms, tc.d)
-		step := decodeThreads / (tc.d / 8) * decodeTile
+		step := 256 / (tc.d / 8) * 4
+		s, c := splitPlan(tc.n, tc.hb, 2*tc.sms, step)
 		if s < 1 || c%step != 0 || s*c < tc.n || (s-1)*c >= tc.n {
 			t.Errorf("splitPlan(%v) = %d splits of %d: must cover n exactly with no empty split", tc, s, c)
 		}
@@ -282,7 +282,7 @@ func TestDecodeDenseMatchesReference(t *testing.T) {
 		if e := relErr(got, want); !(e < 1e-2) {
 			t.Errorf("%+v: rel err %.2e (splits %d)", s, e, dec.Splits)
 		} else {
-			t.Logf("%+v: rel err %.2e, %d splits of %d keys; %d regs, %d B local, %d blocks/SM", s, e, dec.Splits, dec.Chunk, dec.partial.Regs, dec.partial.LocalSize, dec.Occ)
+			t.Logf("%+v: rel err %.2e, %d splits of %d keys; %d regs, %d B local, %d blocks/SM (%v)", s, e, dec.Splits, dec.Chunk, dec.partial.Regs, dec.partial.LocalSize, dec.Occ, dec.Tuning)
 		}
 	}
 }
@@ -350,7 +350,11 @@ func TestCompileAllArchs(t *testing.T) {
 			for _, g := range []int{1, 2, 4, 8} {
 				for _, dt := range []string{BF16, FP16} {
 					s := Shape{Batch: 1, Heads: g, KVHeads: 1, HeadDim: d, Context: 1, DType: dt}
-					c, err := Compile("decode.cu", decodeSrc, arch, DecodeDefines(s, Dense))
+					tune, err := DefaultDecodeTuning(g)
+					if err != nil {
+						t.Fatal(err)
+					}
+					c, err := Compile("decode.cu", decodeSrc, arch, DecodeDefines(s, Dense, tune))
 					if err != nil {
 						t.Fatalf("%s: %v", arch, err)
 					}

@@ -176,7 +176,7 @@ func (h *HashStep) MapFloats() int {
 // CodeHeads packed key maps kw (prefill; not part of the step).
 func (h *HashStep) EnqueueKeyCodes(c *Ctx, s Stream, k, kw, kc Buffer) error {
 	sh := h.Shape
-	return c.Launch(h.keyc, Dim3{uint32(sh.Context), uint32(h.CodeHeads), uint32(sh.Batch)}, Dim3{X: HashHidden}, 0, s,
+	return c.Launch(h.keyc, Dim3{uint32(sh.Context), uint32(h.CodeHeads), uint32(sh.Batch)}, Dim3{X: 4 * HashHidden}, 0, s,
 		k, kw, sh.Context, sh.KVHeads, h.CodeHeads, kc)
 }
 
@@ -184,7 +184,7 @@ func (h *HashStep) EnqueueKeyCodes(c *Ctx, s Stream, k, kw, kc Buffer) error {
 // query maps qw, scores the key codes kc and writes the lists to h.Idx.
 func (h *HashStep) EnqueueSelect(c *Ctx, s Stream, q, qw, kc Buffer) error {
 	sh := h.Shape
-	if err := c.Launch(h.qcode, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: HashHidden}, 0, s, q, qw, sh.Heads, h.QC); err != nil {
+	if err := c.Launch(h.qcode, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: 4 * HashHidden}, 0, s, q, qw, sh.Heads, h.QC); err != nil {
 		return err
 	}
 	lists := uint32(sh.Lists(h.Sel))

@@ -8,6 +8,7 @@
 //   THREADS    threads per block
 //   TILE       keys per lane group per step (loads in flight per lane: 2*TILE)
 //   PREFETCH   1: load step i+1 before the arithmetic of step i
+//   MINB       minimum resident blocks per SM for __launch_bounds__ (0: none)
 //
 // Layout: q fp32 [B][HQ][HEAD_DIM]; K, V [B][HKV][N][HEAD_DIM] (16-bit);
 // gather lists int32 [B][HQ/GROUP][n]; partials pacc [B][HQ][splits][HEAD_DIM]
@@ -37,6 +38,14 @@
 #endif
 #ifndef PREFETCH
 #define PREFETCH 1
+#endif
+#ifndef MINB
+#define MINB 0
+#endif
+#if MINB > 0
+#define DECODE_BOUNDS __launch_bounds__(THREADS, MINB)
+#else
+#define DECODE_BOUNDS __launch_bounds__(THREADS)
 #endif
 
 #define LANES (HEAD_DIM / 8)
@@ -73,18 +82,22 @@ __device__ __forceinline__ uint4 ldg16(const uint4* p) {
     return r;
 }
 
-// load_tile loads rows j0..j0+TILE-1 (positions, or list entries when
-// GATHER) of K and V: this lane's 16 bytes of each; rows at or past end are
-// marked not ok and read nothing.
+// rows_of returns the key rows of list entries j0..j0+TILE-1 (positions,
+// or list entries when GATHER), -1 at or past end.
 template <bool GATHER>
-__device__ __forceinline__ void load_tile(uint4 (&kr)[TILE], uint4 (&vr)[TILE], bool (&ok)[TILE], int j0, int end,
-                                          size_t rowbase, const int* __restrict__ il, const uint4* __restrict__ k,
-                                          const uint4* __restrict__ v, int lane) {
+__device__ __forceinline__ void rows_of(int (&r)[TILE], int j0, int end, const int* __restrict__ il) {
+#pragma unroll
+    for (int t = 0; t < TILE; t++) r[t] = j0 + t < end ? (GATHER ? __ldg(il + j0 + t) : j0 + t) : -1;
+}
+
+// load_rows loads this lane's 16 bytes of K and V of each row (zeros for
+// row -1, which reads nothing).
+__device__ __forceinline__ void load_rows(uint4 (&kr)[TILE], uint4 (&vr)[TILE], const int (&r)[TILE], size_t rowbase,
+                                          const uint4* __restrict__ k, const uint4* __restrict__ v, int lane) {
 #pragma unroll
     for (int t = 0; t < TILE; t++) {
-        ok[t] = j0 + t < end;
-        if (ok[t]) {
-            size_t row = rowbase + (size_t)(GATHER ? __ldg(il + j0 + t) : j0 + t);
+        if (r[t] >= 0) {
+            const size_t row = rowbase + (size_t)r[t];
             kr[t] = ldg16(k + row * LANES + lane);
             vr[t] = ldg16(v + row * LANES + lane);
         } else {
@@ -131,15 +144,24 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
     // Every thread runs the same number of steps (shuffles need the whole
     // warp). With PREFETCH the next step's rows are loaded before this
     // step's arithmetic, so each thread keeps loads in flight throughout.
+    // Rows of the next step are known one step ahead, so a gather's index
+    // load never stalls the row loads.
+    const int STEP = NGROUPS * TILE;
     uint4 kr[TILE], vr[TILE];
-    bool ok[TILE];
-    load_tile<GATHER>(kr, vr, ok, start + grp * TILE, end, rowbase, il, k, v, lane);
-    for (int base = start; base < end; base += NGROUPS * TILE) {
+    int rc[TILE], rn[TILE];
+    rows_of<GATHER>(rc, start + grp * TILE, end, il);
+    load_rows(kr, vr, rc, rowbase, k, v, lane);
+    rows_of<GATHER>(rn, start + STEP + grp * TILE, end, il);
+    for (int base = start; base < end; base += STEP) {
+        bool ok[TILE];
+#pragma unroll
+        for (int t = 0; t < TILE; t++) ok[t] = rc[t] >= 0;
 #if PREFETCH
         uint4 kn[TILE], vn[TILE];
-        bool okn[TILE];
-        load_tile<GATHER>(kn, vn, okn, base + NGROUPS * TILE + grp * TILE, end, rowbase, il, k, v, lane);
+        load_rows(kn, vn, rn, rowbase, k, v, lane);
 #endif
+        int rn2[TILE];
+        rows_of<GATHER>(rn2, base + 2 * STEP + grp * TILE, end, il);
         float s[GROUP][TILE];
 #pragma unroll
         for (int t = 0; t < TILE; t++) {
@@ -192,11 +214,15 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
         for (int t = 0; t < TILE; t++) {
             kr[t] = kn[t];
             vr[t] = vn[t];
-            ok[t] = okn[t];
         }
 #else
-        load_tile<GATHER>(kr, vr, ok, base + NGROUPS * TILE + grp * TILE, end, rowbase, il, k, v, lane);
+        load_rows(kr, vr, rn, rowbase, k, v, lane);
 #endif
+#pragma unroll
+        for (int t = 0; t < TILE; t++) {
+            rc[t] = rn[t];
+            rn[t] = rn2[t];
+        }
     }
 
     // Merge the lane groups of the block, one query head at a time.
@@ -232,13 +258,13 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
     }
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+extern "C" __global__ void DECODE_BOUNDS
 decode_dense(const float* __restrict__ q, const uint4* __restrict__ k, const uint4* __restrict__ v, int N, int hq,
              int hkv, int chunk, float scale, float* __restrict__ pacc, float* __restrict__ pml) {
     partial<false>(q, k, v, nullptr, N, N, hq, hkv, chunk, scale, pacc, pml);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+extern "C" __global__ void DECODE_BOUNDS
 decode_gather(const float* __restrict__ q, const uint4* __restrict__ k, const uint4* __restrict__ v,
               const int* __restrict__ idx, int n, int N, int hq, int hkv, int chunk, float scale,
               float* __restrict__ pacc, float* __restrict__ pml) {

@@ -65,9 +65,35 @@ __device__ __forceinline__ float ld16(const unsigned short* p) {
 #endif
 }
 
-// mlp_code: blockDim.x == HID; xs is the input in shared memory.
+#define MLP_PARTS 4
+#define MLP_THREADS (HID * MLP_PARTS)
+
+// layer: out[i] = sum_j W[j*cols + i] * x[j] for i < cols, with each of
+// MLP_PARTS thread groups summing a quarter of the inputs (so a thread has
+// rows/4 independent loads in flight) and red reducing them.
+__device__ __forceinline__ float layer(const float* __restrict__ W, const float* x, int rows, int cols, float (*red)[HID]) {
+    const int i = threadIdx.x % HID, part = threadIdx.x / HID;
+    const int per = rows / MLP_PARTS;
+    float a = 0.f;
+    if (i < cols) {
+#pragma unroll 8
+        for (int j = part * per; j < (part + 1) * per; j++) a = fmaf(W[j * cols + i], x[j], a);
+    }
+    red[part][i] = a;
+    __syncthreads();
+    float t = 0.f;
+    if (part == 0) {
+#pragma unroll
+        for (int p = 0; p < MLP_PARTS; p++) t += red[p][i];
+    }
+    __syncthreads();
+    return t;  // meaningful in part 0
+}
+
+// mlp_code: blockDim.x == MLP_THREADS; xs is the input in shared memory.
 __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned int* out) {
     __shared__ float h1[HID], h2[HID];
+    __shared__ float red[MLP_PARTS][HID];
     const int i = threadIdx.x;
     const float* W1 = w;
     const float* B1 = W1 + IN_DIM * HID;
@@ -75,32 +101,23 @@ __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned 
     const float* B2 = W2 + HID * HID;
     const float* W3 = B2 + HID;
     const float* B3 = W3 + HID * BITS;
-    float a = 0.f;
-#pragma unroll 16
-    for (int j = 0; j < IN_DIM; j++) a = fmaf(W1[j * HID + i], xs[j], a);
-    h1[i] = silu(a + B1[i]);
+    float a = layer(W1, xs, IN_DIM, HID, red);
+    if (i < HID) h1[i] = silu(a + B1[i]);
     __syncthreads();
-    a = 0.f;
-#pragma unroll 16
-    for (int j = 0; j < HID; j++) a = fmaf(W2[j * HID + i], h1[j], a);
-    h2[i] = silu(a + B2[i]);
+    a = layer(W2, h1, HID, HID, red);
+    if (i < HID) h2[i] = silu(a + B2[i]);
     __syncthreads();
+    a = layer(W3, h2, HID, BITS, red);
     if (i < ((BITS + 31) / 32) * 32) {
-        bool bit = false;
-        if (i < BITS) {
-            a = 0.f;
-#pragma unroll 16
-            for (int j = 0; j < HID; j++) a = fmaf(W3[j * BITS + i], h2[j], a);
-            bit = a + B3[i] > 0.f;
-        }
+        const bool bit = i < BITS && a + B3[i] > 0.f;
         unsigned int word = __ballot_sync(0xffffffffu, bit);
         if ((i & 31) == 0) out[i / 32] = word;
     }
 }
 
-// query_codes: grid (HQ, B), block HID. q fp32 [B][HQ][IN_DIM]; w: HQ maps;
+// query_codes: grid (HQ, B), block MLP_THREADS. q fp32 [B][HQ][IN_DIM]; w: HQ maps;
 // qc [B][HQ][WORDS].
-extern "C" __global__ void __launch_bounds__(HID)
+extern "C" __global__ void __launch_bounds__(MLP_THREADS)
 query_codes(const float* __restrict__ q, const float* __restrict__ w, int hq, unsigned int* __restrict__ qc) {
     __shared__ float xs[IN_DIM];
     const int h = blockIdx.x, b = blockIdx.y;
@@ -109,9 +126,9 @@ query_codes(const float* __restrict__ q, const float* __restrict__ w, int hq, un
     mlp_code(xs, w + (size_t)h * MAP_FLOATS, qc + ((size_t)b * hq + h) * WORDS);
 }
 
-// key_codes (prefill): grid (N, HC, B), block HID. k 16-bit [B][HKV][N][IN_DIM];
+// key_codes (prefill): grid (N, HC, B), block MLP_THREADS. k 16-bit [B][HKV][N][IN_DIM];
 // w: HC maps; kc [B][HC][N][WORDS]; code head c reads KV head c*HKV/HC.
-extern "C" __global__ void __launch_bounds__(HID)
+extern "C" __global__ void __launch_bounds__(MLP_THREADS)
 key_codes(const unsigned short* __restrict__ k, const float* __restrict__ w, int N, int hkv, int hc,
           unsigned int* __restrict__ kc) {
     __shared__ float xs[IN_DIM];

@@ -21,10 +21,16 @@ for f in "${@:-experiments/bench-decode.yaml}"; do
   timeout 240 .gpubin/hbench bench --out "$OUT/results" --run-id h200 --commit "${HBENCH_COMMIT:-}" "$f" >> "$OUT/bench.txt" 2>&1
   echo "bench $f rc=$?"
 done
-if [ -n "$AB" ]; then
-  HBENCH_DECODE_PREFETCH=0 timeout 120 .gpubin/hbench bench --out "$OUT/results" --run-id h200-noprefetch --commit "${HBENCH_COMMIT:-}" experiments/bench-dense-ab.yaml >> "$OUT/bench.txt" 2>&1
-  echo "bench A/B (no prefetch) rc=$?"
-fi
+# AB="threads=256,tile=4;threads=128,tile=2,minb=4": one extra run of
+# bench-dense-ab.yaml per HBENCH_DECODE tuning.
+IFS=';' read -ra tunings <<< "${AB:-}"
+for t in "${tunings[@]}"; do
+  HBENCH_DECODE="$t" timeout 120 .gpubin/hbench bench --out "$OUT/results" --run-id "ab-${t//[=,]/-}" --commit "${HBENCH_COMMIT:-}" experiments/bench-dense-ab.yaml > "$OUT/ab.tmp" 2>&1
+  echo "bench A/B $t rc=$?"
+  { echo "== HBENCH_DECODE=$t"; cat "$OUT/ab.tmp"; } >> "$OUT/ab.txt"
+  grep -E "^(dense|sparse)" "$OUT/ab.tmp" | sed "s/^/[$t] /" | cut -c1-150
+done
+rm -f "$OUT/ab.tmp"
 (cd "$OUT" && tar czf results.tgz results && rm -rf results)
 if [ -z "$SKIP_PEER" ]; then
   PYTHONUNBUFFERED=1 timeout 200 python3 .gpubin/peer_decode.py "$OUT/peer.md" > "$OUT/peer.log" 2>&1
