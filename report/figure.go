@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"sort"
 	"path/filepath"
 	"strconv"
 
@@ -55,6 +56,16 @@ type Figure struct {
 	Width, Height vg.Length
 	// draw paints the whole figure onto a canvas of Width × Height.
 	draw func(c draw.Canvas)
+	// retitle changes the title drawn in the image (nil: fixed).
+	retitle func(string)
+}
+
+// setTitle sets the figure's title, in the image too.
+func (f *Figure) setTitle(t string) {
+	f.Title = t
+	if f.retitle != nil {
+		f.retitle(t)
+	}
 }
 
 // PNG and SVG are the figure's file names relative to the report folder.
@@ -195,6 +206,7 @@ func plotFigure(name, title, caption string, p *plot.Plot, legend []legendItem) 
 	return &Figure{
 		Name: name, Title: title, Caption: caption,
 		Width: FigureWidth, Height: plotHeight + l.height,
+		retitle: func(t string) { p.Title.Text = t },
 		draw: func(c draw.Canvas) {
 			c.SetColor(white)
 			c.Fill(c.Rectangle.Path())
@@ -260,7 +272,7 @@ func linTicks() plot.Ticker {
 func log2Ticks(format func(float64) string) plot.Ticker {
 	return plot.TickerFunc(func(min, max float64) []plot.Tick {
 		var ts []plot.Tick
-		lo, hi := math.Floor(math.Log2(min)+1e-9), math.Ceil(math.Log2(max)-1e-9)
+		lo, hi := math.Ceil(math.Log2(min)-1e-9), math.Floor(math.Log2(max)+1e-9) // powers of two inside
 		step := 1.0
 		for (hi-lo)/step > 7 {
 			step++
@@ -321,13 +333,31 @@ func countMajor(ts []plot.Tick) int {
 }
 
 func fmtTick(v float64) string {
+	if v >= 1 && v < 1e6 && v == math.Trunc(v) {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
 	if v >= 1e-4 && v < 1e5 {
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
 	return strconv.FormatFloat(v, 'e', 0, 64)
 }
 
-func fmtInt(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+func fmtInt(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+// valueTicks labels the distinct given values (the budgets a run has),
+// for axes with few data positions.
+func valueTicks(vals []float64, format func(float64) string) plot.Ticker {
+	seen := map[float64]bool{}
+	var ts []plot.Tick
+	for _, v := range vals {
+		if !seen[v] {
+			seen[v] = true
+			ts = append(ts, plot.Tick{Value: v, Label: format(v)})
+		}
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Value < ts[j].Value })
+	return plot.ConstantTicks(ts)
+}
 
 // fmtTokens prints a context length: 4096 → "4K", 131072 → "128K".
 func fmtTokens(v float64) string {

@@ -101,7 +101,11 @@ func sparsityFigure(cells []*resultfmt.Cell, st *styles, m metricInfo, workload 
 	title := fmt.Sprintf("%s vs sparsity — %s", m.Title, workload)
 	p := newPlot(title, "sparsity (visible keys ÷ kept keys)", m.Unit)
 	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = log2Ticks(func(v float64) string { return fmtInt(v) + "×" })
+	var sps []float64
+	for _, b := range buds {
+		sps = append(sps, b.Sparsity)
+	}
+	p.X.Tick.Marker = valueTicks(sps, func(v float64) string { return fmtInt(v) + "×" })
 	p.X.Min, p.X.Max = padLog(xmin, xmax, 0.04)
 	if m.Log {
 		p.Y.Scale = plot.LogScale{}

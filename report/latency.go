@@ -36,14 +36,24 @@ func (s setup) String() string {
 	return fmt.Sprintf("batch %d, %d/%d heads, d=%d, %s, %s L2%s", s.Batch, s.Heads, s.KVHeads, s.HeadDim, s.DType, s.Cache, g)
 }
 
+// short is the part of a setup that tells figures of one run apart: L2
+// state and graph launch.
+func (s setup) short() string {
+	g := "stream"
+	if s.Graph {
+		g = "graph"
+	}
+	return s.Cache + " L2, " + g
+}
+
 // isDense reports whether a latency cell times dense attention.
 func isDense(c *resultfmt.Cell) bool { return c.Method == "dense" || c.Latency.Stage == "dense" }
 
 // latencySeries names a latency line: the variant, and the stage when it
-// is not the whole method.
+// is not the method itself (a bench kernel's stage may carry its name).
 func latencySeries(c *resultfmt.Cell) variant {
 	n := variantName(c)
-	if s := c.Latency.Stage; s != "" && s != n && s != "dense" {
+	if s := c.Latency.Stage; s != "" && s != n && s != "dense" && s != c.Method {
 		n += " · " + s
 	}
 	return variant{Name: n, Method: c.Method}
@@ -104,9 +114,10 @@ func latencyFigures(r *Run, st *styles, at float64) []*Figure {
 	sets := setupsOf(lat)
 	for i, s := range sets {
 		cells := filter(lat, func(c *resultfmt.Cell) bool { return setupOf(c) == s })
-		suffix := ""
+		suffix, tag := "", ""
 		if len(sets) > 1 {
 			suffix = "-" + strconv.Itoa(i+1)
+			tag = " (" + s.short() + ")"
 		}
 		sparse := filter(cells, func(c *resultfmt.Cell) bool { return !isDense(c) })
 		sp, hasSp := chooseSparsity(sparse, at)
@@ -117,6 +128,7 @@ func latencyFigures(r *Run, st *styles, at float64) []*Figure {
 			bandwidthFigure(filter(cells, atS), st, s, sp, suffix, r.Manifest),
 		} {
 			if f != nil {
+				f.setTitle(f.Title + tag)
 				f.Group = "Latency: " + s.String()
 				out = append(out, f)
 			}
@@ -207,9 +219,11 @@ func positiveOr(x, def float64) float64 {
 	return def
 }
 
-// speedupFigure: dense median ÷ sparse median against sparsity, at the
-// longest context that has both, one line per sparse series; a dashed
-// line marks break-even.
+// speedupFigure: dense median ÷ sparse median, one line per sparse
+// series, with a dashed line at break-even. Against sparsity at the
+// longest context that has dense and sparse timings when the run has
+// several sparsities; otherwise against context length at the one
+// sparsity.
 func speedupFigure(cells []*resultfmt.Cell, st *styles, s setup, suffix string) *Figure {
 	dense := map[int]float64{}
 	for _, c := range cells {
@@ -217,34 +231,52 @@ func speedupFigure(cells []*resultfmt.Cell, st *styles, s setup, suffix string) 
 			dense[c.Latency.Context] = c.Latency.MedianUS
 		}
 	}
-	ctx := -1
-	for _, c := range cells {
-		if !isDense(c) && c.Sparsity > 0 && dense[c.Latency.Context] > 0 && c.Latency.Context > ctx {
-			ctx = c.Latency.Context
-		}
-	}
-	if ctx < 0 {
+	sparse := filter(cells, func(c *resultfmt.Cell) bool {
+		return !isDense(c) && c.Sparsity > 0 && c.Latency.MedianUS > 0 && dense[c.Latency.Context] > 0
+	})
+	if len(sparse) == 0 {
 		return nil
 	}
-	at := filter(cells, func(c *resultfmt.Cell) bool {
-		return !isDense(c) && c.Sparsity > 0 && c.Latency.Context == ctx && c.Latency.MedianUS > 0
-	})
-	title := fmt.Sprintf("Speedup over dense at %s context", fmtTokens(float64(ctx)))
-	p := newPlot(title, "sparsity (visible keys ÷ kept keys)", "speedup over dense (×)")
+	sps := map[float64]bool{}
+	ctx := 0
+	for _, c := range sparse {
+		sps[c.Sparsity] = true
+		ctx = max(ctx, c.Latency.Context)
+	}
+	vsSparsity := len(sps) > 1
+	var title, name, xlabel, cap string
+	if vsSparsity {
+		sparse = filter(sparse, func(c *resultfmt.Cell) bool { return c.Latency.Context == ctx })
+		title = fmt.Sprintf("Speedup over dense at %s context", fmtTokens(float64(ctx)))
+		name, xlabel = "speedup-sparsity", "sparsity (visible keys ÷ kept keys)"
+		cap = fmt.Sprintf("Median dense latency divided by median sparse latency at context %s (%s); above the dashed line the sparse method is faster.", fmtTokens(float64(ctx)), s)
+	} else {
+		sp := sparse[0].Sparsity
+		title = fmt.Sprintf("Speedup over dense at %s×", fmtInt(sp))
+		name, xlabel = "speedup-context", "context length (tokens)"
+		cap = fmt.Sprintf("Median dense latency divided by median sparse latency at sparsity %s×, against context length (%s); above the dashed line the sparse method is faster.", fmtInt(sp), s)
+	}
+	p := newPlot(title, xlabel, "speedup over dense (×)")
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.X.Tick.Marker = log2Ticks(func(v float64) string { return fmtInt(v) + "×" })
 	p.Y.Tick.Marker = logTicks()
 	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), 1.0, 1.0
+	var xs []float64
 	var legend []legendItem
-	for _, v := range latencyVariants(at) {
+	for _, v := range latencyVariants(sparse) {
 		var xy plotter.XYs
-		for _, c := range at {
-			if latencySeries(c).Name == v.Name {
-				y := dense[ctx] / c.Latency.MedianUS
-				xy = append(xy, plotter.XY{X: c.Sparsity, Y: y})
-				xmin, xmax = math.Min(xmin, c.Sparsity), math.Max(xmax, c.Sparsity)
-				ymin, ymax = math.Min(ymin, y), math.Max(ymax, y)
+		for _, c := range sparse {
+			if latencySeries(c).Name != v.Name {
+				continue
 			}
+			x := c.Sparsity
+			if !vsSparsity {
+				x = float64(c.Latency.Context)
+			}
+			y := dense[c.Latency.Context] / c.Latency.MedianUS
+			xy = append(xy, plotter.XY{X: x, Y: y})
+			xs = append(xs, x)
+			xmin, xmax = math.Min(xmin, x), math.Max(xmax, x)
+			ymin, ymax = math.Min(ymin, y), math.Max(ymax, y)
 		}
 		sort.Slice(xy, func(i, j int) bool { return xy[i].X < xy[j].X })
 		line, pts, err := plotter.NewLinePoints(xy)
@@ -258,6 +290,11 @@ func speedupFigure(cells []*resultfmt.Cell, st *styles, s setup, suffix string) 
 	if len(legend) == 0 {
 		return nil
 	}
+	if vsSparsity {
+		p.X.Tick.Marker = valueTicks(xs, func(v float64) string { return fmtInt(v) + "×" })
+	} else {
+		p.X.Tick.Marker = log2Ticks(fmtTokens)
+	}
 	p.X.Min, p.X.Max = padLog(xmin, xmax, 0.04)
 	p.Y.Min, p.Y.Max = padLog(ymin, ymax, 0.06)
 	if even, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: 1}, {X: p.X.Max, Y: 1}}); err == nil {
@@ -265,8 +302,7 @@ func speedupFigure(cells []*resultfmt.Cell, st *styles, s setup, suffix string) 
 		p.Add(even)
 		legend = append(legend, legendItem{"break-even (dense)", []plot.Thumbnailer{even}})
 	}
-	cap := fmt.Sprintf("Median dense latency divided by median sparse latency at context %s (%s); above the dashed line the sparse method is faster.", fmtTokens(float64(ctx)), s)
-	return plotFigure("speedup-sparsity"+suffix, title, cap, p, legend)
+	return plotFigure(name+suffix, title, cap, p, legend)
 }
 
 // bandwidthFigure: achieved device-memory bandwidth (minimum bytes moved ÷

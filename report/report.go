@@ -66,9 +66,23 @@ func WriteWith(runDir string, terminal io.Writer, o Options) error {
 	if err := os.MkdirAll(filepath.Join(dir, "figures"), 0o755); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
+	keep := map[string]bool{}
 	for _, f := range rep.Figures {
 		if err := f.save(dir); err != nil {
 			return fmt.Errorf("report %s: %w", runDir, err)
+		}
+		keep[filepath.Base(f.PNG())], keep[filepath.Base(f.SVG())] = true, true
+	}
+	// Drop figures of an earlier rendering that this one no longer makes.
+	old, err := os.ReadDir(filepath.Join(dir, "figures"))
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	for _, e := range old {
+		if n := e.Name(); e.Type().IsRegular() && !keep[n] && (strings.HasSuffix(n, ".png") || strings.HasSuffix(n, ".svg")) {
+			if err := os.Remove(filepath.Join(dir, "figures", n)); err != nil {
+				return fmt.Errorf("report: %w", err)
+			}
 		}
 	}
 	md, err := rep.Markdown()

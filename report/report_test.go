@@ -188,6 +188,19 @@ func TestQualityReport(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// A second rendering drops figures it no longer makes, and only those.
+	stale, other := filepath.Join(dir, Dir, "figures", "old.png"), filepath.Join(dir, Dir, "figures", "notes.txt")
+	os.WriteFile(stale, []byte("x"), 0o644)
+	os.WriteFile(other, []byte("x"), 0o644)
+	if err := Write(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale figure kept: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("non-figure file removed: %v", err)
+	}
 	md, _ := os.ReadFile(filepath.Join(dir, Dir, "report.md"))
 	for _, f := range rep.Figures {
 		if !bytes.Contains(md, []byte("]("+f.PNG()+")")) {
@@ -206,6 +219,26 @@ func TestLatencyReport(t *testing.T) {
 	if len(rep.Tables) != 1 {
 		t.Fatalf("%d tables, want 1", len(rep.Tables))
 	}
+	// With one sparsity, speedup is drawn against context length instead.
+	_, cells := genLatencyRun()
+	one := filter(cells, func(c *resultfmt.Cell) bool { return c.Method == "dense" || c.Sparsity == 16 })
+	rep1 := Render(&Run{Dir: "one", Cells: one}, Options{})
+	if got, want := figureNames(rep1.Figures), []string{"latency-context", "speedup-context", "bandwidth-context"}; !slices.Equal(got, want) {
+		t.Errorf("one-sparsity figures %v, want %v", got, want)
+	}
+	// Two setups (cold and warm L2): figures numbered, titles tagged.
+	var two []*resultfmt.Cell
+	for _, c := range one {
+		w := *c
+		l := *c.Latency
+		w.ID, l.Cache, w.Latency = c.ID+"/warm", "warm", &l
+		two = append(two, c, &w)
+	}
+	rep2 := Render(&Run{Dir: "two", Cells: two}, Options{})
+	if len(rep2.Figures) != 6 || rep2.Figures[3].Name != "latency-context-2" || !strings.HasSuffix(rep2.Figures[3].Title, "(warm L2, stream)") {
+		t.Errorf("two setups: %v, title %q", figureNames(rep2.Figures), rep2.Figures[3].Title)
+	}
+
 	tab := rep.Tables[0]
 	// dense, then 3 series × 3 sparsities; 6 context lengths.
 	if len(tab.RowNames) != 10 || len(tab.Header) != 7 {

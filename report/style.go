@@ -51,13 +51,16 @@ var fixedStyles = map[string]methodStyle{
 	"quest":          {blue, draw.BoxGlyph{}, false},
 	"doublesparsity": {green, draw.PyramidGlyph{}, false},
 	"h2o":            {purple, draw.CrossGlyph{}, false},
+	"lsh":            {skyBlue, draw.PlusGlyph{}, false},
+	"random":         {wine, draw.CircleGlyph{}, false},
+	// GPU kernels of hbench bench: the HashAttention step, and the sparse
+	// (gather) decode that any selection method feeds.
+	"hash":   {vermillion, draw.CircleGlyph{}, false},
+	"sparse": {teal, draw.SquareGlyph{}, false},
 }
 
 // spareStyles serve methods without a fixed style, in name order.
 var spareStyles = []methodStyle{
-	{skyBlue, draw.PlusGlyph{}, false},
-	{wine, draw.CircleGlyph{}, false},
-	{teal, draw.SquareGlyph{}, false},
 	{olive, draw.TriangleGlyph{}, false},
 	{indigo, draw.BoxGlyph{}, false},
 	{purple, draw.RingGlyph{}, false},
