@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math"
-	"sort"
 	"path/filepath"
+	"sort"
 	"strconv"
 
 	"gonum.org/v1/plot"
