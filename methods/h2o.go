@@ -269,3 +269,8 @@ func (s *h2oSelector) emit(sel [][]int32) [][]int32 {
 	}
 	return sel
 }
+
+// NeedsConsecutive reports that H2O's Selectors must see consecutive
+// positions (its cache evolves one decode step at a time), so an
+// experiment can reject a query plan that skips positions before running.
+func (h *H2O) NeedsConsecutive() bool { return true }
