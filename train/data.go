@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/hbench/hbench/attn"
-	"github.com/hbench/hbench/budget"
 	"github.com/hbench/hbench/methods"
 	"github.com/hbench/hbench/tensor"
 )
@@ -119,8 +118,8 @@ func validRefs(cfg *Config, g *attn.Group, qi int, ts []int) []validQuery {
 		t := ts[i]
 		s = s[:t+1]
 		vq := validQuery{t: t, oracle: make([][]int32, len(cfg.ValidSparsity)), prob: make([]float32, t+1)}
-		for si, sp := range cfg.ValidSparsity {
-			b := budget.Spec{Sparsity: sp, Sink: cfg.Sink, Local: cfg.Local}.Resolve(t + 1)
+		for si := range cfg.ValidSparsity {
+			b := budgetAt(cfg, si, t)
 			if b.Heavy == 0 {
 				continue
 			}

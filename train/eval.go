@@ -68,11 +68,11 @@ func evaluate(cfg *Config, items []*item, c coder) Recall {
 				}
 				scores[j] = float32(nb - diff)
 			}
-			for si, sp := range cfg.ValidSparsity {
+			for si := range cfg.ValidSparsity {
 				if vq.oracle[si] == nil {
 					continue
 				}
-				b := budget.Spec{Sparsity: sp, Sink: cfg.Sink, Local: cfg.Local}.Resolve(vq.t + 1)
+				b := budgetAt(cfg, si, vq.t)
 				sel, scratch = methods.TopK(scores, methods.Step{T: vq.t, Budget: b}, sel, scratch)
 				hits := intersect(sel, vq.oracle[si]) - b.Sink - b.Local
 				r.TopK[si] += float64(hits) / float64(b.Heavy)
@@ -93,6 +93,12 @@ func evaluate(cfg *Config, items []*item, c coder) Recall {
 		r.Queries = max(r.Queries, counts[si])
 	}
 	return r
+}
+
+// budgetAt resolves the validation budget at cfg.ValidSparsity[si] for the
+// query at position t (which sees t+1 keys).
+func budgetAt(cfg *Config, si, t int) budget.Budget {
+	return budget.Spec{Sparsity: cfg.ValidSparsity[si], Sink: cfg.Sink, Local: cfg.Local}.Resolve(t + 1)
 }
 
 // intersect returns the size of the intersection of two ascending lists.

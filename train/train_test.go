@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -292,4 +293,65 @@ func TestExportFoldsNorm(t *testing.T) {
 			t.Fatalf("exported output %v, want %v", got, want)
 		}
 	}
+}
+
+// TestInferenceMatches checks that HashAttention inference (package
+// methods), loading the saved weight file, selects exactly the keys the
+// training's final validation selected.
+func TestInferenceMatches(t *testing.T) {
+	cfg := smallConfig()
+	cfg.Epochs, cfg.Queries = 2, 128
+	g := planted(5, 512, 16, 4)
+	w, rep, err := Train(context.Background(), cfg, []*attn.Group{g}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "w.safetensors")
+	if err := w.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	spec, ok := methods.Registry.Lookup("hashattention")
+	if !ok {
+		t.Skip("hashattention inference not registered")
+	}
+	p := spec.Defaults().(*methods.HashAttentionParams)
+	p.Weights = path
+	m, err := spec.New(p, methods.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := m.Prepare(g, methods.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range rep.Heads {
+		hm := w.Maps[[2]int{h.Layer, h.Head}]
+		it := &item{g: g, qi: h.Head}
+		mc := &mapsCoder{hm: hm, act: cfg.Activation}
+		kc := mc.keyCodes(it, g.T())
+		for _, pos := range h.Data[0].Valid {
+			qc := mc.queryCodes(it, []int{pos})
+			scores := make([]float32, pos+1)
+			for j := range scores {
+				scores[j] = float32(cfg.Bits - popDiff(qc, kc[j:j+1]))
+			}
+			st := methods.Step{T: pos, Budget: budgetAt(&cfg, 0, pos)}
+			want, _ := methods.TopK(scores, st, nil, nil)
+			got, err := sel.Select(st, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equal(got[h.Head], want) {
+				t.Fatalf("head %d position %d: inference selected %v, training validation %v", h.Head, pos, got[h.Head], want)
+			}
+		}
+	}
+}
+
+func popDiff(a, b []uint64) int {
+	n := 0
+	for i := range a {
+		n += bits.OnesCount64(a[i] ^ b[i])
+	}
+	return n
 }
