@@ -167,12 +167,13 @@ func (t DecodeTuning) String() string {
 // HBENCH_DECODE ("threads=128,tile=2,minb=4,prefetch=1"), for A/B timings.
 func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 	t := DecodeTuning{Threads: 256, Tile: 4, Prefetch: true}
-	if group >= 4 {
-		// Note: at 256 threads the group-4 kernel needs 157 registers, so
-		// one block (8 warps) per SM fits and it issues too slowly to keep
-		// HBM busy (62% of the copy ceiling at 1M keys on an H200).
-		t = DecodeTuning{Threads: 128, Tile: 2, MinBlocks: 4, Prefetch: true}
+	if group >= 8 {
+		// Group 8 at 256 threads and tile 4 needs 255 registers.
+		t = DecodeTuning{Threads: 128, Tile: 2, Prefetch: true}
 	}
+	// Note: for group 4 (32/8 heads), 128-thread blocks with tile 2 and
+	// launch bounds of 4 blocks/SM were tried on the H200 and were 20%
+	// slower than 256 threads with tile 4 (docs/gpu-notes.md, A/B 2).
 	env := os.Getenv("HBENCH_DECODE")
 	if env == "" {
 		return t, nil

@@ -107,6 +107,51 @@ __device__ __forceinline__ void load_rows(uint4 (&kr)[TILE], uint4 (&vr)[TILE], 
     }
 }
 
+// reduce_lanes sums each of the V = GROUP*TILE partial scores sv[] over the
+// LANES lanes of a lane group, leaving every full sum in every lane. It
+// reduce-scatters first (each xor step exchanges only the half of the
+// values the partner keeps: V/2 + V/4 + ... shuffles instead of
+// V*log2(LANES)), then broadcasts each sum from the lane that holds it.
+__device__ __forceinline__ void reduce_lanes(float* sv, int lane) {
+    constexpr int V = GROUP * TILE;
+    int c = V;
+#pragma unroll
+    for (int off = LANES / 2; off > 0; off >>= 1) {
+        if (c >= 2) {
+            const int h = c / 2;
+            const bool up = (lane & off) != 0;
+#pragma unroll
+            for (int i = 0; i < h; i++) {
+                const float a = sv[i], b = sv[i + h];
+                const float send = up ? a : b, keep = up ? b : a;
+                sv[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
+            }
+            c = h;
+        } else {
+            sv[0] += __shfl_xor_sync(0xffffffffu, sv[0], off);
+        }
+    }
+    float full[V];
+#pragma unroll
+    for (int v = 0; v < V; v++) {
+        int owner = 0, rem = v, cc = V;
+#pragma unroll
+        for (int off = LANES / 2; off > 0; off >>= 1) {
+            if (cc >= 2) {
+                const int h = cc / 2;
+                if (rem >= h) {
+                    owner |= off;
+                    rem -= h;
+                }
+                cc = h;
+            }
+        }
+        full[v] = __shfl_sync(0xffffffffu, sv[rem], owner, LANES);
+    }
+#pragma unroll
+    for (int v = 0; v < V; v++) sv[v] = full[v];
+}
+
 template <bool GATHER>
 __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4* __restrict__ k,
                                         const uint4* __restrict__ v, const int* __restrict__ idx, int n, int N,
@@ -175,12 +220,7 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
                 s[g][t] = d;
             }
         }
-#pragma unroll
-        for (int off = LANES / 2; off > 0; off >>= 1)
-#pragma unroll
-            for (int g = 0; g < GROUP; g++)
-#pragma unroll
-                for (int t = 0; t < TILE; t++) s[g][t] += __shfl_xor_sync(0xffffffffu, s[g][t], off);
+        reduce_lanes(&s[0][0], lane);
         float p[GROUP][TILE];
 #pragma unroll
         for (int g = 0; g < GROUP; g++) {
@@ -188,17 +228,22 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
 #pragma unroll
             for (int t = 0; t < TILE; t++)
                 if (ok[t]) mx = fmaxf(mx, s[g][t]);
-            const float alpha = exp2f(m[g] - mx);
+            // Rescale only when the running max grows (rare after the first
+            // steps); alpha would be exactly 1 otherwise.
+            if (mx > m[g]) {
+                const float alpha = exp2f(m[g] - mx);
+                l[g] *= alpha;
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[g][i] *= alpha;
+                m[g] = mx;
+            }
             float sum = 0.f;
 #pragma unroll
             for (int t = 0; t < TILE; t++) {
                 p[g][t] = ok[t] ? exp2f(s[g][t] - mx) : 0.f;
                 sum += p[g][t];
             }
-            l[g] = l[g] * alpha + sum;
-            m[g] = mx;
-#pragma unroll
-            for (int i = 0; i < 8; i++) acc[g][i] *= alpha;
+            l[g] += sum;
         }
 #pragma unroll
         for (int t = 0; t < TILE; t++) {

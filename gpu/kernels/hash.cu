@@ -68,16 +68,22 @@ __device__ __forceinline__ float ld16(const unsigned short* p) {
 #define MLP_PARTS 4
 #define MLP_THREADS (HID * MLP_PARTS)
 
-// layer: out[i] = sum_j W[j*cols + i] * x[j] for i < cols, with each of
-// MLP_PARTS thread groups summing a quarter of the inputs (so a thread has
-// rows/4 independent loads in flight) and red reducing them.
-__device__ __forceinline__ float layer(const float* __restrict__ W, const float* x, int rows, int cols, float (*red)[HID]) {
+// layer: out[i] = sum_j W[j*COLS + i] * x[j] for i < COLS, with each of
+// MLP_PARTS thread groups summing a quarter of the ROWS inputs (all of a
+// thread's ROWS/4 weight loads are issued before the first use, so one
+// block per head streams its weights with many loads in flight) and red
+// reducing them.
+template <int ROWS, int COLS>
+__device__ __forceinline__ float layer(const float* __restrict__ W, const float* x, float (*red)[HID]) {
+    constexpr int PER = ROWS / MLP_PARTS;
     const int i = threadIdx.x % HID, part = threadIdx.x / HID;
-    const int per = rows / MLP_PARTS;
     float a = 0.f;
-    if (i < cols) {
-#pragma unroll 8
-        for (int j = part * per; j < (part + 1) * per; j++) a = fmaf(W[j * cols + i], x[j], a);
+    if (i < COLS) {
+        float w[PER];
+#pragma unroll
+        for (int j = 0; j < PER; j++) w[j] = __ldg(W + (part * PER + j) * COLS + i);
+#pragma unroll
+        for (int j = 0; j < PER; j++) a = fmaf(w[j], x[part * PER + j], a);
     }
     red[part][i] = a;
     __syncthreads();
@@ -101,13 +107,13 @@ __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned 
     const float* B2 = W2 + HID * HID;
     const float* W3 = B2 + HID;
     const float* B3 = W3 + HID * BITS;
-    float a = layer(W1, xs, IN_DIM, HID, red);
+    float a = layer<IN_DIM, HID>(W1, xs, red);
     if (i < HID) h1[i] = silu(a + B1[i]);
     __syncthreads();
-    a = layer(W2, h1, HID, HID, red);
+    a = layer<HID, HID>(W2, h1, red);
     if (i < HID) h2[i] = silu(a + B2[i]);
     __syncthreads();
-    a = layer(W3, h2, HID, BITS, red);
+    a = layer<HID, BITS>(W3, h2, red);
     if (i < ((BITS + 31) / 32) * 32) {
         const bool bit = i < BITS && a + B3[i] > 0.f;
         unsigned int word = __ballot_sync(0xffffffffu, bit);
