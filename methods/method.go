@@ -47,6 +47,11 @@ type Selector interface {
 // exactly Budget.Total keys.
 type Unbudgeted interface{ Unbudgeted() }
 
+// ConsecutiveNeeder is implemented by stateful methods (H2O) whose
+// Selector must see every decode step: the experiment's query plan must
+// then evaluate consecutive positions.
+type ConsecutiveNeeder interface{ NeedsConsecutive() bool }
+
 // Env gives constructors access to what lies outside the method config.
 type Env struct {
 	// Dir is the directory relative paths in the config resolve against.

@@ -200,6 +200,9 @@ func BuildMethods(ctx context.Context, x *config.Experiment, root string, progre
 		if err != nil {
 			return nil, x.Errorf(v.Line, "methods."+v.Label, "%v", err)
 		}
+		if c, ok := m.(methods.ConsecutiveNeeder); ok && c.NeedsConsecutive() && !x.Queries.Consecutive() {
+			return nil, x.Errorf(v.Line, "methods."+v.Label, "needs consecutive query positions (queries: {last: N} with stride 1), the plan has gaps")
+		}
 		out[i] = m
 	}
 	return out, nil

@@ -146,3 +146,16 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+func TestStatefulMethodNeedsConsecutivePlan(t *testing.T) {
+	y := strings.Replace(readFile(t, "testdata/small.yaml"), "queries: {last: 6}", "queries: {last: 6, stride: 2}", 1)
+	y = strings.Replace(y, "  - streaming\n", "  - streaming\n  - h2o\n", 1)
+	x, err := config.Parse("testdata/small.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = BuildMethods(context.Background(), x, t.TempDir(), nil)
+	if err == nil || !strings.Contains(err.Error(), "small.yaml:12: methods.h2o: needs consecutive query positions") {
+		t.Fatalf("error %v", err)
+	}
+}
