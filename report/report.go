@@ -143,8 +143,12 @@ func (rep *Rendered) summaryRows() [][2]string {
 	q, l := len(r.quality()), len(r.latency())
 	add("cells", fmt.Sprintf("%d (%d quality, %d latency)", len(r.Cells), q, l))
 	if qc := r.quality(); len(qc) > 0 {
-		add("workloads", strings.Join(workloadsOf(qc), ", "))
-		add("layers", joinInts(layersOf(qc)))
+		var ws []string
+		for _, w := range workloadsOf(qc) {
+			ls := layersOf(filter(qc, func(c *resultfmt.Cell) bool { return c.Workload == w }))
+			ws = append(ws, fmt.Sprintf("%s (layers %s)", w, joinInts(ls)))
+		}
+		add("workloads", strings.Join(ws, "; "))
 		var names []string
 		for _, v := range variantsOf(qc) {
 			names = append(names, v.Name)
@@ -243,7 +247,7 @@ func (rep *Rendered) HTML() string {
 	}
 	b.WriteString("</dl>\n")
 	if len(rep.Figures) > 0 {
-		b.WriteString("<h2>Figures</h2>\n")
+		b.WriteString("<h2 id=\"figures\">Figures</h2>\n")
 		group := "\x00"
 		for _, f := range rep.Figures {
 			if f.Group != group {
@@ -260,13 +264,34 @@ func (rep *Rendered) HTML() string {
 		b.WriteString("</div>\n")
 	}
 	if len(rep.Tables) > 0 {
-		b.WriteString("<h2>Tables</h2>\n")
-		note, group := "", ""
-		for _, t := range rep.Tables {
+		b.WriteString("<h2 id=\"tables\">Tables</h2>\n")
+		note, group, open := "", "", false
+		closeDetails := func() {
+			if open {
+				b.WriteString("</details>\n")
+				open = false
+			}
+		}
+		for i, t := range rep.Tables {
 			if t.Group != group {
+				closeDetails()
 				group = t.Group
 				fmt.Fprintf(&b, "<h3>%s</h3>\n", e(group))
 				note = ""
+			}
+			if t.Detail && !open {
+				n := 0
+				for _, u := range rep.Tables[i:] {
+					if !u.Detail || u.Group != t.Group {
+						break
+					}
+					n++
+				}
+				fmt.Fprintf(&b, "<details><summary>per-layer tables (%d)</summary>\n", n)
+				open = true
+			}
+			if !t.Detail {
+				closeDetails()
 			}
 			if t.Note != note {
 				fmt.Fprintf(&b, "<p class=\"note\">%s</p>\n", e(t.Note))
@@ -274,6 +299,7 @@ func (rep *Rendered) HTML() string {
 			}
 			b.WriteString(t.HTML())
 		}
+		closeDetails()
 	}
 	if m := rep.Run.Manifest; m != nil && m.Config != nil {
 		if cfg, err := json.MarshalIndent(m.Config, "", "  "); err == nil && !bytes.Equal(cfg, []byte("null")) {

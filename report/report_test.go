@@ -201,6 +201,12 @@ func TestQualityReport(t *testing.T) {
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("non-figure file removed: %v", err)
 	}
+	page, _ := os.ReadFile(filepath.Join(dir, Dir, "index.html"))
+	for _, tag := range []string{"details", "table", "figure", "div", "dl", "html", "body"} {
+		if o, c := bytes.Count(page, []byte("<"+tag)), bytes.Count(page, []byte("</"+tag+">")); o != c || o == 0 {
+			t.Errorf("index.html: %d <%s> opened, %d closed", o, tag, c)
+		}
+	}
 	md, _ := os.ReadFile(filepath.Join(dir, Dir, "report.md"))
 	for _, f := range rep.Figures {
 		if !bytes.Contains(md, []byte("]("+f.PNG()+")")) {
@@ -568,4 +574,20 @@ func TestCanonicalOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("order %v\nwant  %v", got, want)
 	}
+}
+
+// BenchmarkWrite renders the whole quality fixture report (2 workloads ×
+// 2 layers × 5 methods × 5 sparsities: 18 tables, 10 figures as PNG and
+// SVG).
+func BenchmarkWrite(b *testing.B) {
+	m, cells := genQualityRun()
+	dir := filepath.Join(b.TempDir(), "run")
+	writeRun(b, dir, m, cells)
+	b.ResetTimer()
+	for b.Loop() {
+		if err := Write(dir, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Seconds())/float64(b.N)*1e3/10, "ms/figure")
 }

@@ -22,6 +22,9 @@ type Table struct {
 	Title string
 	// Group is the report section the table belongs to.
 	Group string
+	// Detail marks a breakdown (one layer of several) that index.html
+	// folds away under its summary table.
+	Detail bool
 	// Metric is the metric key (resultfmt.Metric*), or "latency".
 	Metric string
 	// Header is the first column's name followed by one column label per
@@ -76,6 +79,7 @@ func qualityTables(r *Run) []*Table {
 			lc := filter(wc, func(c *resultfmt.Cell) bool { return c.Layer == l })
 			for _, m := range qualityMetrics {
 				if t := qualityTable(lc, m, w, fmt.Sprintf("layer %d", l)); t != nil {
+					t.Detail = true
 					out = append(out, t)
 				}
 			}
