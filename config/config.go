@@ -644,5 +644,5 @@ func (x *Experiment) Summary() string {
 
 // Errorf returns an error positioned at a line of the experiment file.
 func (x *Experiment) Errorf(line int, path, format string, a ...any) error {
-	return fmt.Errorf("%s:%d: %s: %s", x.Path, line, path, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%s:%d: %s: %w", x.Path, line, path, fmt.Errorf(format, a...))
 }

@@ -13,6 +13,7 @@ import (
 // HashAttentionParams configures HashAttention inference.
 type HashAttentionParams struct {
 	Weights    string `yaml:"weights" doc:"hashattention-weights/1 file (relative to the experiment file) with the learned maps of every evaluated (layer, query head)"`
+	Trained    string `yaml:"trained" doc:"name of a training in the experiment's train block: its weights (trained once, then cached)"`
 	Init       string `yaml:"init" doc:"with no weights file: random builds untrained random maps (an ablation, not HashAttention: label the variant so)"`
 	Seed       int64  `yaml:"seed" doc:"seed of the random maps (init: random)"`
 	Bits       int    `yaml:"bits" doc:"code bits of the random maps (init: random); a weights file states its own"`
@@ -23,11 +24,17 @@ type HashAttentionParams struct {
 // Validate implements the config check.
 func (p *HashAttentionParams) Validate() error {
 	var errs []error
+	given := 0
+	for _, s := range []string{p.Weights, p.Init, p.Trained} {
+		if s != "" {
+			given++
+		}
+	}
 	switch {
-	case p.Weights != "" && p.Init != "":
-		errs = append(errs, errors.New("give weights or init: random, not both"))
-	case p.Weights == "" && p.Init == "":
-		errs = append(errs, errors.New("weights: give a hashattention-weights/1 file, or init: random for untrained maps"))
+	case given > 1:
+		errs = append(errs, errors.New("give one of weights, trained and init: random"))
+	case given == 0:
+		errs = append(errs, errors.New("weights: give a hashattention-weights/1 file, trained: a training of the experiment, or init: random for untrained maps"))
 	case p.Init != "" && p.Init != "random":
 		errs = append(errs, fmt.Errorf("init: must be random, got %q", p.Init))
 	}
@@ -94,6 +101,16 @@ func newHashAttention(p any, env Env) (Method, error) {
 		return nil, fmt.Errorf("hashattention: %w", err)
 	}
 	h := &HashAttention{p: hp}
+	if hp.Trained != "" {
+		if env.Trained == nil {
+			return nil, fmt.Errorf("hashattention: trained: %q, but the experiment has no train block", hp.Trained)
+		}
+		path, err := env.Trained(hp.Trained)
+		if err != nil {
+			return nil, fmt.Errorf("hashattention: %w", err)
+		}
+		hp.Weights, h.p.Weights = path, path
+	}
 	if hp.Weights != "" {
 		path := hp.Weights
 		if !filepath.IsAbs(path) {

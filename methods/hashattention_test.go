@@ -150,7 +150,9 @@ func TestHashAttentionParams(t *testing.T) {
 		want string
 	}{
 		{func(p *HashAttentionParams) {}, "weights:"},
-		{func(p *HashAttentionParams) { p.Weights, p.Init = "x", "random" }, "not both"},
+		{func(p *HashAttentionParams) { p.Weights, p.Init = "x", "random" }, "give one of"},
+		{func(p *HashAttentionParams) { p.Weights, p.Trained = "x", "t" }, "give one of"},
+		{func(p *HashAttentionParams) { p.Trained = "t" }, "no train block"},
 		{func(p *HashAttentionParams) { p.Init = "zeros" }, "init: must be random"},
 		{func(p *HashAttentionParams) { p.Init, p.Bits = "random", 0 }, "bits"},
 		{func(p *HashAttentionParams) { p.Init, p.Activation = "random", "gelu" }, "activation"},

@@ -129,10 +129,14 @@ func loadWorkload(x *config.Experiment, w *config.Workload, path string) ([]*att
 	return groups, nil
 }
 
+// ErrNotTrained is what methods get from Env.Trained when BuildMethods is
+// told not to train (hbench validate).
+var ErrNotTrained = errors.New("not trained yet (hbench run trains it)")
+
 // BuildMethods constructs every method variant. Trainings the methods
 // refer to run here (or come from the cache under root/.cache), with their
-// progress on progress.
-func BuildMethods(ctx context.Context, x *config.Experiment, root string, progress io.Writer) ([]methods.Method, error) {
+// progress on progress; with noTrain they fail with ErrNotTrained instead.
+func BuildMethods(ctx context.Context, x *config.Experiment, root string, progress io.Writer, noTrain bool) ([]methods.Method, error) {
 	var (
 		mu    sync.Mutex
 		calib = map[string][]*attn.Group{}
@@ -181,6 +185,9 @@ func BuildMethods(ctx context.Context, x *config.Experiment, root string, progre
 			if err != nil {
 				return "", err
 			}
+			if noTrain {
+				return "", fmt.Errorf("training %q on %q: %w", t.Name, t.Workload, ErrNotTrained)
+			}
 			path, err := train.Cached(ctx, filepath.Join(root, ".cache", "hashattention"), t.Config, g, progress)
 			if err != nil {
 				return "", x.Errorf(t.Line, fmt.Sprintf("train[%d]", i), "%v", err)
@@ -194,18 +201,23 @@ func BuildMethods(ctx context.Context, x *config.Experiment, root string, progre
 		return "", fmt.Errorf("no training %q (the experiment's train block has: %s)", name, strings.Join(names, ", "))
 	}
 	out := make([]methods.Method, len(x.Variants))
+	var untrained []error
 	for i, v := range x.Variants {
 		spec, _ := methods.Registry.Lookup(v.Method)
 		m, err := spec.New(v.Params, env)
+		if noTrain && errors.Is(err, ErrNotTrained) {
+			untrained = append(untrained, x.Errorf(v.Line, "methods."+v.Label, "%w", err))
+			continue
+		}
 		if err != nil {
-			return nil, x.Errorf(v.Line, "methods."+v.Label, "%v", err)
+			return nil, x.Errorf(v.Line, "methods."+v.Label, "%w", err)
 		}
 		if c, ok := m.(methods.ConsecutiveNeeder); ok && c.NeedsConsecutive() && !x.Queries.Consecutive() {
 			return nil, x.Errorf(v.Line, "methods."+v.Label, "needs consecutive query positions (queries: {last: N} with stride 1), the plan has gaps")
 		}
 		out[i] = m
 	}
-	return out, nil
+	return out, errors.Join(untrained...)
 }
 
 // cellID hashes everything that determines a cell's numbers.
@@ -230,7 +242,7 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	if root == "" {
 		root = "results"
 	}
-	ms, err := BuildMethods(ctx, x, root, opt.Progress)
+	ms, err := BuildMethods(ctx, x, root, opt.Progress, false)
 	if err != nil {
 		return nil, err
 	}

@@ -154,8 +154,36 @@ func TestStatefulMethodNeedsConsecutivePlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = BuildMethods(context.Background(), x, t.TempDir(), nil)
+	_, err = BuildMethods(context.Background(), x, t.TempDir(), nil, false)
 	if err == nil || !strings.Contains(err.Error(), "small.yaml:12: methods.h2o: needs consecutive query positions") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+func TestTrainBlockTrainsOnceThenCaches(t *testing.T) {
+	x := load(t, "testdata/trained.yaml")
+	root := t.TempDir()
+	var progress strings.Builder
+	res, err := Run(context.Background(), x, Options{Root: root, Workers: 2, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != 1 || res.Cells[0].AuxBits != 8*2 {
+		t.Fatalf("cells %+v", res.Cells)
+	}
+	files, _ := filepath.Glob(filepath.Join(root, ".cache", "hashattention", "*.safetensors"))
+	if len(files) != 1 {
+		t.Fatalf("cache holds %v", files)
+	}
+	info, _ := os.Stat(files[0])
+	progress.Reset()
+	if _, err := Run(context.Background(), x, Options{Root: root, Workers: 2, Progress: &progress, Fresh: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "found in cache") {
+		t.Fatalf("second run did not use the cache: %q", progress.String())
+	}
+	if again, _ := os.Stat(files[0]); !again.ModTime().Equal(info.ModTime()) {
+		t.Fatal("weights were rewritten")
 	}
 }
