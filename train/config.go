@@ -48,7 +48,7 @@ func Defaults() Config {
 		Bits: 32, Hidden: []int{128, 128}, Activation: "silu",
 		TopK: 32, Sink: 4, Local: 32,
 		Alpha: 20, Beta: 0,
-		LR: 1e-3, Batch: 32, Negatives: 1024, Epochs: 12, Patience: 3,
+		LR: 1e-3, Batch: 32, Negatives: 1024, Epochs: 12, Patience: 5,
 		Queries: 2048, Valid: 128, From: 1024,
 		ValidSparsity: []float64{8, 16},
 		Seed:          1,
