@@ -173,6 +173,8 @@ type runner struct {
 	res   *Result
 	flush gpu.Buffer
 	s     gpu.Stream
+	// tuning is the decode kernel tuning of the cells being timed.
+	tuning string
 }
 
 // shape allocates random inputs for one shape and times every kernel on
@@ -252,6 +254,7 @@ func (r *runner) decode(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInput
 		return err
 	}
 	defer dec.Free(c)
+	r.tuning = dec.Tuning.String()
 	stage := k.Name
 	return r.time(sh, k, sparsity, n, stage, sh.DecodeBytes(sel, n), func() error { return dec.Enqueue(c, r.s, in) })
 }
@@ -282,8 +285,9 @@ func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage st
 				},
 				Seconds: time.Since(t0).Seconds(),
 			}
+			cell.Params = map[string]any{"decode_tuning": r.tuning}
 			if n > 0 {
-				cell.Params = map[string]any{"k": n}
+				cell.Params["k"] = n
 			}
 			if k.Name == KernelHash {
 				cell.Params["bits"] = k.Bits
@@ -304,7 +308,9 @@ func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage st
 }
 
 // hash times the HashAttention step (query codes, counting select, sparse
-// decode: stage "step") and its select alone (stage "select"), on random
+// decode: stage "step"), its select alone (stage "select": query codes and
+// counting select; bytes = two reads of the key codes) and the query MLP
+// alone (stage "qcode"; bytes = the query maps), on random
 // key codes and random query maps. The key codes are random words rather
 // than the key MLP's output: the step's cost does not depend on their
 // values beyond the score histogram, which random codes make binomial.
@@ -321,6 +327,7 @@ func (r *runner) hash(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs)
 		return err
 	}
 	defer h.Free(c)
+	r.tuning = h.Dec.Tuning.String()
 	kc, err := c.Alloc(h.KeyCodeBytes())
 	if err != nil {
 		return err
@@ -340,5 +347,9 @@ func (r *runner) hash(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs)
 	if err := r.time(sh, k, sparsity, b.Total, "step", h.StepBytes(), func() error { return h.Enqueue(c, r.s, in, qw, kc) }); err != nil {
 		return err
 	}
-	return r.timeModes(sh, k, sparsity, b.Total, "select", 2*h.SelectBytes(), []bool{true}, func() error { return h.EnqueueSelect(c, r.s, in.Q, qw, kc) })
+	if err := r.timeModes(sh, k, sparsity, b.Total, "select", 2*h.SelectBytes(), []bool{true}, func() error { return h.EnqueueSelect(c, r.s, in.Q, qw, kc) }); err != nil {
+		return err
+	}
+	qwBytes := int64(sh.Heads) * int64(h.MapFloats()) * 4
+	return r.timeModes(sh, k, sparsity, b.Total, "qcode", qwBytes, []bool{true}, func() error { return h.EnqueueQueryCodes(c, r.s, in.Q, qw) })
 }

@@ -151,25 +151,36 @@ type DecodeTuning struct {
 	Tile      int  // keys per lane group per step
 	MinBlocks int  // __launch_bounds__ minimum blocks per SM (0: none)
 	Prefetch  bool // load step i+1 before the arithmetic of step i
+	Scatter   bool // reduce-scatter the scores across lanes (fewer shuffles, more registers)
+	// Group, when > 0, overrides the query heads per block of the dense
+	// kernel (1: one block per query head, the group's K/V rows shared only
+	// through L2). It must divide heads/kv_heads.
+	Group int
 }
 
 // String renders t in the HBENCH_DECODE syntax.
 func (t DecodeTuning) String() string {
-	p := 0
-	if t.Prefetch {
-		p = 1
+	b := func(x bool) int {
+		if x {
+			return 1
+		}
+		return 0
 	}
-	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d", t.Threads, t.Tile, t.MinBlocks, p)
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d", t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), b(t.Scatter), t.Group)
 }
 
 // DefaultDecodeTuning returns the tuning for a group size (query heads
 // per block), overridden field by field by the environment variable
-// HBENCH_DECODE ("threads=128,tile=2,minb=4,prefetch=1"), for A/B timings.
+// HBENCH_DECODE ("threads=128,tile=2,minb=4,prefetch=1,scatter=1,group=0"),
+// for A/B timings.
 func DefaultDecodeTuning(group int) (DecodeTuning, error) {
-	t := DecodeTuning{Threads: 256, Tile: 4, Prefetch: true}
+	t := DecodeTuning{Threads: 256, Tile: 4, Prefetch: true, Scatter: true}
+	if group >= 4 {
+		t.Tile = 2
+	}
 	if group >= 8 {
 		// Group 8 at 256 threads and tile 4 needs 255 registers.
-		t = DecodeTuning{Threads: 128, Tile: 2, Prefetch: true}
+		t = DecodeTuning{Threads: 128, Tile: 2, Prefetch: true, Scatter: true}
 	}
 	// Note: for group 4 (32/8 heads), 128-thread blocks with tile 2 and
 	// launch bounds of 4 blocks/SM were tried on the H200 and were 20%
@@ -193,21 +204,29 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 			t.MinBlocks = n
 		case "prefetch":
 			t.Prefetch = n != 0
+		case "scatter":
+			t.Scatter = n != 0
+		case "group":
+			t.Group = n
 		default:
-			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch)", k)
+			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group)", k)
 		}
 	}
-	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.MinBlocks < 0 {
+	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 {
 		return t, fmt.Errorf("HBENCH_DECODE: bad tuning %v", t)
 	}
 	return t, nil
 }
 
-func groupOf(s Shape, sel Selection) int {
+func groupOf(s Shape, sel Selection, t DecodeTuning) int {
 	if sel == PerHead {
 		return 1
 	}
-	return s.Heads / s.KVHeads
+	g := s.Heads / s.KVHeads
+	if sel == Dense && t.Group > 0 && g%t.Group == 0 {
+		return t.Group
+	}
+	return g
 }
 
 // DecodeDefines returns the defines of the decode module for a shape,
@@ -217,13 +236,16 @@ func DecodeDefines(s Shape, sel Selection, t DecodeTuning) map[string]string {
 	if s.DType == FP16 {
 		bf = "0"
 	}
-	pre := "0"
+	pre, rs := "0", "0"
 	if t.Prefetch {
 		pre = "1"
 	}
+	if t.Scatter {
+		rs = "1"
+	}
 	return map[string]string{
-		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(groupOf(s, sel)), "DTYPE_BF16": bf,
-		"THREADS": strconv.Itoa(t.Threads), "TILE": strconv.Itoa(t.Tile), "MINB": strconv.Itoa(t.MinBlocks), "PREFETCH": pre,
+		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(groupOf(s, sel, t)), "DTYPE_BF16": bf,
+		"THREADS": strconv.Itoa(t.Threads), "TILE": strconv.Itoa(t.Tile), "MINB": strconv.Itoa(t.MinBlocks), "PREFETCH": pre, "SCATTER": rs,
 	}
 }
 
@@ -241,7 +263,7 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 		}
 		n = k
 	}
-	tune, err := DefaultDecodeTuning(groupOf(s, sel))
+	tune, err := DefaultDecodeTuning(groupOf(s, sel, DecodeTuning{}))
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +271,7 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Decoder{Shape: s, Sel: sel, K: n, Tuning: tune, group: groupOf(s, sel)}
+	d := &Decoder{Shape: s, Sel: sel, K: n, Tuning: tune, group: groupOf(s, sel, tune)}
 	name := "decode_dense"
 	if sel != Dense {
 		name = "decode_gather"

@@ -354,12 +354,15 @@ func TestCompileAllArchs(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					c, err := Compile("decode.cu", decodeSrc, arch, DecodeDefines(s, Dense, tune))
-					if err != nil {
-						t.Fatalf("%s: %v", arch, err)
-					}
-					if len(c.CUBIN) == 0 {
-						t.Fatalf("%s %v: empty CUBIN", arch, c.Options)
+					for _, rs := range []bool{false, true} {
+						tune.Scatter = rs
+						c, err := Compile("decode.cu", decodeSrc, arch, DecodeDefines(s, Dense, tune))
+						if err != nil {
+							t.Fatalf("%s: %v", arch, err)
+						}
+						if len(c.CUBIN) == 0 {
+							t.Fatalf("%s %v: empty CUBIN", arch, c.Options)
+						}
 					}
 				}
 			}

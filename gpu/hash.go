@@ -180,11 +180,17 @@ func (h *HashStep) EnqueueKeyCodes(c *Ctx, s Stream, k, kw, kc Buffer) error {
 		k, kw, sh.Context, sh.KVHeads, h.CodeHeads, kc)
 }
 
+// EnqueueQueryCodes computes only the query codes (for timing the MLP).
+func (h *HashStep) EnqueueQueryCodes(c *Ctx, s Stream, q, qw Buffer) error {
+	sh := h.Shape
+	return c.Launch(h.qcode, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: 4 * HashHidden}, 0, s, q, qw, sh.Heads, h.QC)
+}
+
 // EnqueueSelect computes the query codes from q through the Heads packed
 // query maps qw, scores the key codes kc and writes the lists to h.Idx.
 func (h *HashStep) EnqueueSelect(c *Ctx, s Stream, q, qw, kc Buffer) error {
 	sh := h.Shape
-	if err := c.Launch(h.qcode, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: 4 * HashHidden}, 0, s, q, qw, sh.Heads, h.QC); err != nil {
+	if err := h.EnqueueQueryCodes(c, s, q, qw); err != nil {
 		return err
 	}
 	lists := uint32(sh.Lists(h.Sel))

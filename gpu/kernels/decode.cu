@@ -9,6 +9,8 @@
 //   TILE       keys per lane group per step (loads in flight per lane: 2*TILE)
 //   PREFETCH   1: load step i+1 before the arithmetic of step i
 //   MINB       minimum resident blocks per SM for __launch_bounds__ (0: none)
+//   SCATTER    1: reduce-scatter the scores across the lane group; 0: plain
+//              xor all-reduce of every score
 //
 // Layout: q fp32 [B][HQ][HEAD_DIM]; K, V [B][HKV][N][HEAD_DIM] (16-bit);
 // gather lists int32 [B][HQ/GROUP][n]; partials pacc [B][HQ][splits][HEAD_DIM]
@@ -41,6 +43,9 @@
 #endif
 #ifndef MINB
 #define MINB 0
+#endif
+#ifndef SCATTER
+#define SCATTER 1
 #endif
 #if MINB > 0
 #define DECODE_BOUNDS __launch_bounds__(THREADS, MINB)
@@ -220,7 +225,16 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
                 s[g][t] = d;
             }
         }
+#if SCATTER
         reduce_lanes(&s[0][0], lane);
+#else
+#pragma unroll
+        for (int off = LANES / 2; off > 0; off >>= 1)
+#pragma unroll
+            for (int g = 0; g < GROUP; g++)
+#pragma unroll
+                for (int t = 0; t < TILE; t++) s[g][t] += __shfl_xor_sync(0xffffffffu, s[g][t], off);
+#endif
         float p[GROUP][TILE];
 #pragma unroll
         for (int g = 0; g < GROUP; g++) {

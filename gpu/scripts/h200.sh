@@ -22,13 +22,13 @@ for f in "${@:-experiments/bench-decode.yaml}"; do
   echo "bench $f rc=$?"
 done
 # AB="threads=256,tile=4;threads=128,tile=2,minb=4": one extra run of
-# bench-dense-ab.yaml per HBENCH_DECODE tuning.
+# $AB_FILE (default experiments/bench-dense-ab.yaml) per HBENCH_DECODE tuning.
 IFS=';' read -ra tunings <<< "${AB:-}"
 for t in "${tunings[@]}"; do
-  HBENCH_DECODE="$t" timeout 120 .gpubin/hbench bench --out "$OUT/results" --run-id "ab-${t//[=,]/-}" --commit "${HBENCH_COMMIT:-}" experiments/bench-dense-ab.yaml > "$OUT/ab.tmp" 2>&1
+  HBENCH_DECODE="$t" timeout 120 .gpubin/hbench bench --out "$OUT/results" --run-id "ab-${t//[=,]/-}" --commit "${HBENCH_COMMIT:-}" "${AB_FILE:-experiments/bench-dense-ab.yaml}" > "$OUT/ab.tmp" 2>&1
   echo "bench A/B $t rc=$?"
   { echo "== HBENCH_DECODE=$t"; cat "$OUT/ab.tmp"; } >> "$OUT/ab.txt"
-  grep -E "^(dense|sparse)" "$OUT/ab.tmp" | sed "s/^/[$t] /" | cut -c1-150
+  grep -aE "^(dense|sparse|hash).*N=(131072|1048576) .*cold graph=(true|false)" "$OUT/ab.tmp" | grep -av "select\|qcode" | sed "s/^/[$t] /" | cut -c1-150
 done
 rm -f "$OUT/ab.tmp"
 (cd "$OUT" && tar czf results.tgz results && rm -rf results)
