@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/hbench/hbench/workloads"
 )
 
 // Config is the training configuration: plain data, decoded strictly from
@@ -31,6 +33,8 @@ type Config struct {
 	Valid   int `yaml:"valid" json:"valid" doc:"held-out validation query positions per head and sequence (disjoint from the training ones)"`
 	From    int `yaml:"from" json:"from" doc:"first query position sampled"`
 	To      int `yaml:"to" json:"to" doc:"query positions sampled are < to (0: the sequence length); positions >= to stay unseen for evaluation"`
+
+	Exclude workloads.QueryPlan `yaml:"exclude" json:"exclude" doc:"query positions never sampled for training or validation: give the evaluation's queries block, so it evaluates held-out positions"`
 
 	ValidSparsity []float64 `yaml:"valid_sparsity" json:"valid_sparsity" doc:"sparsities at which validation recall is measured; early stopping uses their mean top-k recall"`
 
@@ -115,6 +119,11 @@ func (c *Config) Validate() error {
 	}
 	if c.To < 0 || c.To > 0 && c.To <= c.From {
 		bad("to", "must be 0 (the sequence length) or > from (%d), got %d", c.From, c.To)
+	}
+	if c.Exclude != (workloads.QueryPlan{}) {
+		if err := c.Exclude.Validate(); err != nil {
+			bad("exclude", "%v", err)
+		}
 	}
 	if len(c.ValidSparsity) == 0 {
 		bad("valid_sparsity", "give at least one sparsity")

@@ -53,15 +53,28 @@ func sampleItem(cfg *Config, g *attn.Group, qi int, rng *rand.Rand) (*item, erro
 		return nil, fmt.Errorf("group %s/%s layer %d head %d: no query positions in [%d, %d) (from %d, to %d, %d positions; a query needs more than sink+local+top_k = %d keys)",
 			g.Workload, g.Item, g.Layer, g.QHeads[qi], lo, hi, cfg.From, cfg.To, T, cfg.Sink+cfg.Local+cfg.TopK)
 	}
-	perm := rng.Perm(hi - lo)
-	nv := min(cfg.Valid, (hi-lo)/4+1)
-	nt := min(cfg.Queries, hi-lo-nv)
+	excl := map[int]bool{}
+	for _, t := range cfg.Exclude.Positions(T) {
+		excl[t] = true
+	}
+	cand := make([]int, 0, hi-lo)
+	for t := lo; t < hi; t++ {
+		if !excl[t] {
+			cand = append(cand, t)
+		}
+	}
+	if len(cand) < 2 {
+		return nil, fmt.Errorf("group %s/%s layer %d head %d: every query position in [%d, %d) is excluded", g.Workload, g.Item, g.Layer, g.QHeads[qi], lo, hi)
+	}
+	perm := rng.Perm(len(cand))
+	nv := min(cfg.Valid, len(cand)/4+1)
+	nt := min(cfg.Queries, len(cand)-nv)
 	it := &item{g: g, qi: qi}
 	for _, p := range perm[:nv] {
-		it.valid = append(it.valid, lo+p)
+		it.valid = append(it.valid, cand[p])
 	}
 	for _, p := range perm[nv : nv+nt] {
-		it.train = append(it.train, lo+p)
+		it.train = append(it.train, cand[p])
 	}
 	slices.Sort(it.valid)
 	slices.Sort(it.train)

@@ -9,11 +9,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hbench/hbench/attn"
 	"github.com/hbench/hbench/methods"
 	"github.com/hbench/hbench/tensor"
+	"github.com/hbench/hbench/workloads"
 )
 
 // planted returns a Group of T positions, dimension d and two query heads
@@ -354,4 +356,38 @@ func popDiff(a, b []uint64) int {
 		n += bits.OnesCount64(a[i] ^ b[i])
 	}
 	return n
+}
+
+// TestExclude checks that excluded positions (the evaluation's queries)
+// are never sampled, for training or validation.
+func TestExclude(t *testing.T) {
+	cfg := smallConfig()
+	cfg.Queries, cfg.Valid, cfg.From = 1000, 40, 0
+	cfg.Exclude = workloads.QueryPlan{Last: 64, Stride: 2}
+	g := planted(6, 256, 8, 2)
+	it, err := sampleItem(&cfg, g, 0, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	excl := map[int]bool{}
+	for _, p := range cfg.Exclude.Positions(256) {
+		excl[p] = true
+	}
+	seen := map[int]bool{}
+	for _, p := range append(append([]int{}, it.train...), it.valid...) {
+		if excl[p] || seen[p] {
+			t.Fatalf("position %d sampled twice or excluded", p)
+		}
+		seen[p] = true
+	}
+	// Every non-excluded position with enough context is used (there are
+	// fewer than queries + valid of them).
+	lo := cfg.Sink + cfg.Local + cfg.TopK
+	if want := 256 - lo - 64; len(seen) != want {
+		t.Errorf("sampled %d positions, want all %d candidates", len(seen), want)
+	}
+	cfg.Exclude = workloads.QueryPlan{Last: -1, Every: 0}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "exclude:") {
+		t.Errorf("bad exclude plan: %v", err)
+	}
 }
