@@ -88,7 +88,8 @@ type Training struct {
 // bar and one summary line per head.
 //
 // For each head: cfg.Valid held-out and cfg.Queries training query
-// positions are drawn without replacement from [From, To); a training
+// positions are drawn without replacement from [From, To) minus the
+// positions of cfg.Exclude (the evaluation's queries); a training
 // query's labels are its cfg.TopK keys with the largest q·k within
 // [Sink, t+1-Local) (1) against every other key there (0). A minibatch
 // takes cfg.Batch queries of one sequence and a shared key pool: the
