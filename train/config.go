@@ -32,7 +32,7 @@ type Config struct {
 	Queries int `yaml:"queries" json:"queries" doc:"training query positions sampled per head and sequence"`
 	Valid   int `yaml:"valid" json:"valid" doc:"held-out validation query positions per head and sequence (disjoint from the training ones)"`
 	From    int `yaml:"from" json:"from" doc:"first query position sampled"`
-	To      int `yaml:"to" json:"to" doc:"query positions sampled are < to (0: the sequence length); positions >= to stay unseen for evaluation"`
+	To      int `yaml:"to" json:"to" doc:"query positions sampled are < to (0: the sequence length). Note: maps of post-RoPE vectors do not extrapolate to positions far beyond the trained ones; hold out evaluation queries with exclude rather than to"`
 
 	Exclude workloads.QueryPlan `yaml:"exclude" json:"exclude" doc:"query positions never sampled for training or validation: give the evaluation's queries block, so it evaluates held-out positions"`
 
