@@ -391,3 +391,24 @@ func TestExclude(t *testing.T) {
 		t.Errorf("bad exclude plan: %v", err)
 	}
 }
+
+// TestEarlyStopping checks that training stops after Patience epochs
+// without a better validation recall, keeping the best (here the initial)
+// maps.
+func TestEarlyStopping(t *testing.T) {
+	cfg := smallConfig()
+	cfg.Epochs, cfg.Patience, cfg.Queries, cfg.LR = 10, 2, 64, 1e-9 // too small a step to change any code
+	cfg.Heads = []int{0}
+	g := planted(7, 384, 16, 4)
+	_, rep, err := Train(context.Background(), cfg, []*attn.Group{g}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rep.Heads[0]
+	if len(h.Epochs) != 2 || h.BestEpoch != 0 {
+		t.Fatalf("ran %d epochs, best %d; want 2 epochs and the initial maps", len(h.Epochs), h.BestEpoch)
+	}
+	if math.Abs(h.Final.Score()-h.Init.Score()) > 0.02 {
+		t.Errorf("final recall %.3f, want the initial %.3f", h.Final.Score(), h.Init.Score())
+	}
+}
