@@ -151,7 +151,11 @@ type DecodeTuning struct {
 	Tile      int  // keys per lane group per step
 	MinBlocks int  // __launch_bounds__ minimum blocks per SM (0: none)
 	Prefetch  bool // load step i+1 before the arithmetic of step i
-	Scatter   bool // reduce-scatter the scores across lanes (fewer shuffles, more registers)
+	// Scatter is how scores are reduced across a lane group: 0 xor
+	// all-reduce, 1 reduce-scatter then broadcast, 2 reduce-scatter with the
+	// softmax done once per score by its owner lane (needs group*tile <=
+	// head_dim/8).
+	Scatter int
 	// Group, when > 0, overrides the query heads per block of the dense
 	// kernel (1: one block per query head, the group's K/V rows shared only
 	// through L2). It must divide heads/kv_heads.
@@ -166,7 +170,7 @@ func (t DecodeTuning) String() string {
 		}
 		return 0
 	}
-	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d", t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), b(t.Scatter), t.Group)
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d", t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group)
 }
 
 // DefaultDecodeTuning returns the tuning for a group size (query heads
@@ -174,13 +178,13 @@ func (t DecodeTuning) String() string {
 // HBENCH_DECODE ("threads=128,tile=2,minb=4,prefetch=1,scatter=1,group=0"),
 // for A/B timings.
 func DefaultDecodeTuning(group int) (DecodeTuning, error) {
-	t := DecodeTuning{Threads: 256, Tile: 4, Prefetch: true, Scatter: true}
+	t := DecodeTuning{Threads: 256, Tile: 4, Prefetch: true, Scatter: 1}
 	if group >= 4 {
 		t.Tile = 2
 	}
 	if group >= 8 {
 		// Group 8 at 256 threads and tile 4 needs 255 registers.
-		t = DecodeTuning{Threads: 128, Tile: 2, Prefetch: true, Scatter: true}
+		t = DecodeTuning{Threads: 128, Tile: 2, Prefetch: true, Scatter: 1}
 	}
 	// Note: for group 4 (32/8 heads), 128-thread blocks with tile 2 and
 	// launch bounds of 4 blocks/SM were tried on the H200 and were 20%
@@ -205,14 +209,14 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 		case "prefetch":
 			t.Prefetch = n != 0
 		case "scatter":
-			t.Scatter = n != 0
+			t.Scatter = n
 		case "group":
 			t.Group = n
 		default:
 			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group)", k)
 		}
 	}
-	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 {
+	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 || t.Scatter < 0 || t.Scatter > 2 {
 		return t, fmt.Errorf("HBENCH_DECODE: bad tuning %v", t)
 	}
 	return t, nil
@@ -236,12 +240,12 @@ func DecodeDefines(s Shape, sel Selection, t DecodeTuning) map[string]string {
 	if s.DType == FP16 {
 		bf = "0"
 	}
-	pre, rs := "0", "0"
+	pre, rs := "0", strconv.Itoa(t.Scatter)
 	if t.Prefetch {
 		pre = "1"
 	}
-	if t.Scatter {
-		rs = "1"
+	if t.Scatter == 2 && groupOf(s, sel, t)*t.Tile > s.HeadDim/8 {
+		rs = "1" // owner softmax needs a score per lane at most
 	}
 	return map[string]string{
 		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(groupOf(s, sel, t)), "DTYPE_BF16": bf,

@@ -354,7 +354,7 @@ func TestCompileAllArchs(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					for _, rs := range []bool{false, true} {
+					for _, rs := range []int{0, 1, 2} {
 						tune.Scatter = rs
 						c, err := Compile("decode.cu", decodeSrc, arch, DecodeDefines(s, Dense, tune))
 						if err != nil {

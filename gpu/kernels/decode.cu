@@ -9,8 +9,10 @@
 //   TILE       keys per lane group per step (loads in flight per lane: 2*TILE)
 //   PREFETCH   1: load step i+1 before the arithmetic of step i
 //   MINB       minimum resident blocks per SM for __launch_bounds__ (0: none)
-//   SCATTER    1: reduce-scatter the scores across the lane group; 0: plain
-//              xor all-reduce of every score
+//   SCATTER    1: reduce-scatter the scores across the lane group, then
+//              broadcast them; 0: plain xor all-reduce of every score;
+//              2: reduce-scatter, softmax by the lane that owns each score,
+//              broadcast the probabilities (GROUP*TILE <= HEAD_DIM/8)
 //
 // Layout: q fp32 [B][HQ][HEAD_DIM]; K, V [B][HKV][N][HEAD_DIM] (16-bit);
 // gather lists int32 [B][HQ/GROUP][n]; partials pacc [B][HQ][splits][HEAD_DIM]
@@ -157,6 +159,33 @@ __device__ __forceinline__ void reduce_lanes(float* sv, int lane) {
     for (int v = 0; v < V; v++) sv[v] = full[v];
 }
 
+// RL is the number of lanes that hold each score after reduce_scatter
+// (SCATTER == 2 needs GROUP*TILE <= LANES): lane l owns score l / RL.
+#define RL (LANES / (GROUP * TILE) > 0 ? LANES / (GROUP * TILE) : 1)
+
+// reduce_scatter is the first half of reduce_lanes: it returns the full
+// sum of score lane / RL (GROUP*TILE <= LANES).
+__device__ __forceinline__ float reduce_scatter(float* sv, int lane) {
+    int c = GROUP * TILE;
+#pragma unroll
+    for (int off = LANES / 2; off > 0; off >>= 1) {
+        if (c >= 2) {
+            const int h = c / 2;
+            const bool up = (lane & off) != 0;
+#pragma unroll
+            for (int i = 0; i < h; i++) {
+                const float a = sv[i], b = sv[i + h];
+                const float send = up ? a : b, keep = up ? b : a;
+                sv[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
+            }
+            c = h;
+        } else {
+            sv[0] += __shfl_xor_sync(0xffffffffu, sv[0], off);
+        }
+    }
+    return sv[0];
+}
+
 template <bool GATHER>
 __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4* __restrict__ k,
                                         const uint4* __restrict__ v, const int* __restrict__ idx, int n, int N,
@@ -188,6 +217,12 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
 #pragma unroll
         for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
     }
+#if SCATTER == 2
+    static_assert(GROUP * TILE <= LANES, "SCATTER 2 needs GROUP*TILE <= LANES");
+    const int v_own = lane / RL;
+    const int t_own = v_own % TILE;
+    float m_own = NEG_BIG, l_own = 0.f;  // running max and sum of this lane's score slot
+#endif
     const size_t rowbase = ((size_t)b * hkv + kvh) * (size_t)N;
     const int* il = GATHER ? idx + ((size_t)b * gridDim.y + hb) * (size_t)n : nullptr;
 
@@ -225,6 +260,40 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
                 s[g][t] = d;
             }
         }
+#if SCATTER == 2
+        // Owner softmax: after the reduce-scatter, lane owns score v_own of
+        // the tile (replicated over RL lanes); it alone exponentiates it,
+        // then the probabilities are broadcast for the PV update.
+        float p[GROUP][TILE];
+        {
+            float mine = reduce_scatter(&s[0][0], lane);
+            const bool ok_own = base + grp * TILE + t_own < end;
+            const float s_own = ok_own ? mine : NEG_BIG;
+            float mt = s_own;  // max over the tile's keys of this lane's head
+#pragma unroll
+            for (int o = RL; o < RL * TILE; o <<= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+#pragma unroll
+            for (int g = 0; g < GROUP; g++) {
+                const float mtg = __shfl_sync(0xffffffffu, mt, g * TILE * RL, LANES);
+                if (mtg > m[g]) {
+                    const float alpha = exp2f(m[g] - mtg);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[g][i] *= alpha;
+                    m[g] = mtg;
+                }
+            }
+            if (mt > m_own) {
+                l_own *= exp2f(m_own - mt);
+                m_own = mt;
+            }
+            const float p_own = ok_own ? exp2f(s_own - m_own) : 0.f;
+            l_own += p_own;
+#pragma unroll
+            for (int g = 0; g < GROUP; g++)
+#pragma unroll
+                for (int t = 0; t < TILE; t++) p[g][t] = __shfl_sync(0xffffffffu, p_own, (g * TILE + t) * RL, LANES);
+        }
+#else
 #if SCATTER
         reduce_lanes(&s[0][0], lane);
 #else
@@ -259,6 +328,7 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
             }
             l[g] += sum;
         }
+#endif
 #pragma unroll
         for (int t = 0; t < TILE; t++) {
             float vf[8];
@@ -284,6 +354,19 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
         }
     }
 
+#if SCATTER == 2
+    // l of a head: its TILE slots' sums, each rescaled to the head's max.
+    {
+        float lh = l_own * exp2f(m_own - m[0]);
+#pragma unroll
+        for (int g = 1; g < GROUP; g++)
+            if (v_own / TILE == g) lh = l_own * exp2f(m_own - m[g]);
+#pragma unroll
+        for (int o = RL; o < RL * TILE; o <<= 1) lh += __shfl_xor_sync(0xffffffffu, lh, o);
+#pragma unroll
+        for (int g = 0; g < GROUP; g++) l[g] = __shfl_sync(0xffffffffu, lh, g * TILE * RL, LANES);
+    }
+#endif
     // Merge the lane groups of the block, one query head at a time.
     __shared__ float sm_m[NGROUPS], sm_l[NGROUPS];
     __shared__ __align__(16) float sm_acc[NGROUPS][HEAD_DIM];

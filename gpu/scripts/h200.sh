@@ -16,6 +16,11 @@ export HBENCH_CUBIN_CACHE=/tmp/hbench-cubin
 } 2>&1 | tee "$OUT/env.txt"
 (cd gpu && timeout 300 ../.gpubin/gpu.test -test.v -test.timeout 290s) > "$OUT/gpu-test.log" 2>&1
 echo "gpu tests rc=$?"
+if [ -n "$TEST_TUNING" ]; then  # the kernel tests again under another HBENCH_DECODE tuning
+  (cd gpu && HBENCH_DECODE="$TEST_TUNING" timeout 120 ../.gpubin/gpu.test -test.v -test.run 'TestDecode|TestHash') > "$OUT/gpu-test-tuned.tmp" 2>&1
+  echo "gpu tests ($TEST_TUNING) rc=$?"
+  { echo "== HBENCH_DECODE=$TEST_TUNING"; cat "$OUT/gpu-test-tuned.tmp"; } >> "$OUT/gpu-test.log"; rm -f "$OUT/gpu-test-tuned.tmp"
+fi
 grep -E "^(--- |ok|FAIL|PASS)|rel err|differ" "$OUT/gpu-test.log" | cut -c1-200 | head -60
 for f in "${@:-experiments/bench-decode.yaml}"; do
   timeout 240 .gpubin/hbench bench --out "$OUT/results" --run-id h200 --commit "${HBENCH_COMMIT:-}" "$f" >> "$OUT/bench.txt" 2>&1
