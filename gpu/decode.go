@@ -178,17 +178,16 @@ func (t DecodeTuning) String() string {
 // HBENCH_DECODE ("threads=128,tile=2,minb=4,prefetch=1,scatter=1,group=0"),
 // for A/B timings.
 func DefaultDecodeTuning(group int) (DecodeTuning, error) {
-	t := DecodeTuning{Threads: 256, Tile: 4, Prefetch: true, Scatter: 1}
-	if group >= 4 {
-		t.Tile = 2
-	}
+	// Measured best on the H200 (docs/gpu-notes.md): 256 threads, tile 2,
+	// owner-lane softmax; 128 registers, 2 blocks/SM for group 4.
+	t := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 2}
 	if group >= 8 {
-		// Group 8 at 256 threads and tile 4 needs 255 registers.
-		t = DecodeTuning{Threads: 128, Tile: 2, Prefetch: true, Scatter: 1}
+		// Group 8 needs about 255 registers at 256 threads.
+		t.Threads = 128
 	}
-	// Note: for group 4 (32/8 heads), 128-thread blocks with tile 2 and
-	// launch bounds of 4 blocks/SM were tried on the H200 and were 20%
-	// slower than 256 threads with tile 4 (docs/gpu-notes.md, A/B 2).
+	// Note: tile 4 (157-185 registers, 1 block/SM), 128-thread blocks with
+	// launch bounds, and group=1 (one block per query head, K/V shared
+	// through L2 only) were all slower for group 4; see docs/gpu-notes.md.
 	env := os.Getenv("HBENCH_DECODE")
 	if env == "" {
 		return t, nil
