@@ -79,21 +79,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hbench "+cmd.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	run := cmd.Setup(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: hbench %s %s\n\n%s\n", cmd.Name, cmd.Usage, cmd.Short)
+	usage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprintf(w, "Usage: hbench %s %s\n\n%s\n", cmd.Name, cmd.Usage, cmd.Short)
 		var any bool
 		fs.VisitAll(func(*flag.Flag) { any = true })
 		if any {
-			fmt.Fprintf(fs.Output(), "\nFlags:\n")
+			fmt.Fprintf(w, "\nFlags:\n")
 			fs.PrintDefaults()
 		}
 	}
+	fs.Usage = func() {} // printed below, once, to the right stream
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			usage(stdout)
 			return 0
 		}
+		usage(stderr)
 		return 2
 	}
 	if err := run(ctx, fs.Args(), stdout, stderr); err != nil {
