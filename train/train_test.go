@@ -412,3 +412,58 @@ func TestEarlyStopping(t *testing.T) {
 		t.Errorf("final recall %.3f, want the initial %.3f", h.Final.Score(), h.Init.Score())
 	}
 }
+
+// TestBatch checks a minibatch: labels 1 exactly at each query's
+// positives, no weight outside its labelled range [Sink, t+1-Local), and
+// negative weights that sum to its number of negatives in the full range.
+func TestBatch(t *testing.T) {
+	cfg := smallConfig()
+	cfg.Queries, cfg.Negatives = 64, 40
+	g := planted(8, 300, 8, 3)
+	rng := rand.New(rand.NewPCG(3, 3))
+	hd, err := newHeadData(&cfg, 0, 0, []headSrc{{g, 0}}, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := hd.items[0]
+	b := &batcher{cfg: &cfg, hd: hd, slot: map[*attn.Group][]int32{}}
+	idx := []int{0, 5, len(it.train) - 1}
+	bt := b.build(it, idx, rng)
+	pool := b.pool
+	if bt.B != 3 || bt.P != len(pool) {
+		t.Fatalf("batch %dx%d, pool %d", bt.B, bt.P, len(pool))
+	}
+	for r, i := range idx {
+		tq := it.train[i]
+		pos := map[int32]bool{}
+		for _, j := range it.pos[i] {
+			pos[j] = true
+		}
+		var negW float64
+		npos := 0
+		for p, j := range pool {
+			y, w := bt.Y[r*bt.P+p], bt.W[r*bt.P+p]
+			in := int(j) >= cfg.Sink && int(j) < tq+1-cfg.Local
+			switch {
+			case !in && w != 0:
+				t.Errorf("query %d: key %d outside its range has weight %g", tq, j, w)
+			case pos[j] && (y != 1 || float64(w) != cfg.Alpha):
+				t.Errorf("query %d: positive key %d has label %g weight %g", tq, j, y, w)
+			case in && !pos[j]:
+				if y != 0 {
+					t.Errorf("query %d: negative key %d has label %g", tq, j, y)
+				}
+				negW += float64(w)
+			}
+			if y == 1 {
+				npos++
+			}
+		}
+		if npos != len(it.pos[i]) {
+			t.Errorf("query %d: %d positives in the batch, want %d", tq, npos, len(it.pos[i]))
+		}
+		if want := float64(it.mid[i] - len(it.pos[i])); math.Abs(negW-want) > 1e-3*want {
+			t.Errorf("query %d: negative weights sum to %g, want %g", tq, negW, want)
+		}
+	}
+}
