@@ -11,10 +11,13 @@ import (
 //go:embed kernels/decode.cu
 var decodeSrc string
 
+//go:embed kernels/decode_mma.cu
+var decodeMMASrc string
+
 // Sources lists the embedded kernel sources by name, for the all-arch
 // compile test.
 func Sources() map[string]string {
-	return map[string]string{"decode.cu": decodeSrc, "util.cu": utilSrc, "hash.cu": hashSrc}
+	return map[string]string{"decode.cu": decodeSrc, "decode_mma.cu": decodeMMASrc, "util.cu": utilSrc, "hash.cu": hashSrc}
 }
 
 // DType names a 16-bit K/V element type.
@@ -113,13 +116,19 @@ type Decoder struct {
 	Splits int
 	Chunk  int
 	// Occ is the partial kernel's resident blocks per SM.
-	Occ     int
-	Tuning  DecodeTuning
-	group   int
-	partial *Func
-	combine *Func
-	pacc    Buffer
-	pml     Buffer
+	Occ    int
+	Tuning DecodeTuning
+	// MMA says whether the tensor-core kernel (decode_mma.cu) runs.
+	MMA bool
+	// Threads and Smem are the partial kernel's block size and dynamic
+	// shared memory in bytes.
+	Threads, Smem int
+	group         int
+	partial       *Func
+	combine       *Func
+	pacc          Buffer
+	pml           Buffer
+	cnt           Buffer // int32 per (batch, head block): finished splits (MMA with Fuse)
 	// Out is the fp32 output [Batch][Heads][HeadDim].
 	Out Buffer
 }
@@ -160,6 +169,20 @@ type DecodeTuning struct {
 	// kernel (1: one block per query head, the group's K/V rows shared only
 	// through L2). It must divide heads/kv_heads.
 	Group int
+	// MMA is the smallest group size (query heads per block) that runs the
+	// tensor-core kernel (decode_mma.cu); 0 never runs it. Threads, Tile,
+	// MinBlocks, Prefetch and Scatter then do not apply; Warps, Stages and
+	// KeyTile do.
+	MMA int
+	// Warps is the tensor-core kernel's warps per block.
+	Warps int
+	// Stages is its shared-memory stages per warp (Stages-1 tiles in flight).
+	Stages int
+	// KeyTile is its keys per warp tile (16 or 32).
+	KeyTile int
+	// Fuse makes the tensor-core kernel's last block per head block merge
+	// the splits itself (no decode_combine launch).
+	Fuse bool
 }
 
 // String renders t in the HBENCH_DECODE syntax.
@@ -170,7 +193,8 @@ func (t DecodeTuning) String() string {
 		}
 		return 0
 	}
-	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d", t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group)
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d",
+		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse))
 }
 
 // DefaultDecodeTuning returns the tuning for a group size (query heads
@@ -180,11 +204,14 @@ func (t DecodeTuning) String() string {
 func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 	// Measured best on the H200 (docs/gpu-notes.md): 256 threads, tile 2,
 	// owner-lane softmax; 128 registers, 2 blocks/SM for group 4.
-	t := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 2}
+	t := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 2, MMA: 4, Warps: 8, Stages: 3, KeyTile: 16, Fuse: true}
 	if group >= 8 {
 		// Group 8 needs about 255 registers at 256 threads.
 		t.Threads = 128
 	}
+	// Groups >= 4 run the tensor-core kernel: 8 warps × 3 stages of
+	// 16-key tiles (192 KiB of shared memory at d = 128, one block per
+	// SM), fused merge; best of the A/B in docs/gpu-notes.md (version 7).
 	// Note: tile 4 (157-185 registers, 1 block/SM), 128-thread blocks with
 	// launch bounds, and group=1 (one block per query head, K/V shared
 	// through L2 only) were all slower for group 4; see docs/gpu-notes.md.
@@ -211,11 +238,22 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 			t.Scatter = n
 		case "group":
 			t.Group = n
+		case "mma":
+			t.MMA = n
+		case "warps":
+			t.Warps = n
+		case "stages":
+			t.Stages = n
+		case "kt":
+			t.KeyTile = n
+		case "fuse":
+			t.Fuse = n != 0
 		default:
-			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group)", k)
+			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse)", k)
 		}
 	}
-	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 || t.Scatter < 0 || t.Scatter > 2 {
+	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 || t.Scatter < 0 || t.Scatter > 2 ||
+		t.MMA < 0 || t.Warps < 1 || t.Warps > 32 || t.Stages < 2 || t.Stages > 8 || (t.KeyTile != 16 && t.KeyTile != 32) {
 		return t, fmt.Errorf("HBENCH_DECODE: bad tuning %v", t)
 	}
 	return t, nil
@@ -246,10 +284,55 @@ func DecodeDefines(s Shape, sel Selection, t DecodeTuning) map[string]string {
 	if t.Scatter == 2 && groupOf(s, sel, t)*t.Tile > s.HeadDim/8 {
 		rs = "1" // owner softmax needs a score per lane at most
 	}
-	return map[string]string{
+	d := map[string]string{
 		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(groupOf(s, sel, t)), "DTYPE_BF16": bf,
 		"THREADS": strconv.Itoa(t.Threads), "TILE": strconv.Itoa(t.Tile), "MINB": strconv.Itoa(t.MinBlocks), "PREFETCH": pre, "SCATTER": rs,
 	}
+	if UsesMMA(s, sel, t) {
+		d["MMA_WARPS"], d["MMA_STAGES"], d["MMA_KT"] = strconv.Itoa(t.Warps), strconv.Itoa(t.Stages), strconv.Itoa(t.KeyTile)
+		d["DECODE_MMA"] = "1"
+		d["MMA_FUSE"] = "0"
+		if t.Fuse {
+			d["MMA_FUSE"] = "1"
+		}
+	}
+	return d
+}
+
+// MMASource is the source of the tensor-core decode module: decode.cu
+// (with DECODE_MMA=1 it contributes only decode_combine) followed by
+// decode_mma.cu.
+func MMASource() string { return decodeSrc + "\n" + decodeMMASrc }
+
+// UsesMMA says whether a decode of shape s and selection sel runs the
+// tensor-core kernel (decode_mma.cu) under tuning t: when the query heads
+// per block are at least t.MMA.
+func UsesMMA(s Shape, sel Selection, t DecodeTuning) bool {
+	return t.MMA > 0 && groupOf(s, sel, t) >= t.MMA
+}
+
+// FitMMA returns t with Stages, then Warps, reduced until the tensor-core
+// kernel's shared memory fits maxSmem bytes per block (the device's
+// opt-in limit: 227 KiB on the H100/H200, 163 KiB on the A100; 0: no
+// limit known).
+func FitMMA(s Shape, t DecodeTuning, maxSmem int) DecodeTuning {
+	for maxSmem > 0 && MMASmem(s, t) > maxSmem {
+		switch {
+		case t.Stages > 2:
+			t.Stages--
+		case t.Warps > 1:
+			t.Warps /= 2
+		default:
+			return t
+		}
+	}
+	return t
+}
+
+// MMASmem is the tensor-core kernel's dynamic shared memory per block in
+// bytes: Warps × Stages × (a K and a V tile of KeyTile rows).
+func MMASmem(s Shape, t DecodeTuning) int {
+	return t.Warps * t.Stages * 2 * t.KeyTile * s.HeadDim * 2
 }
 
 // NewDecoder compiles and loads the kernels and allocates the partials
@@ -270,14 +353,23 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	mod, err := c.module("decode.cu", decodeSrc, DecodeDefines(s, sel, tune))
-	if err != nil {
-		return nil, err
+	if UsesMMA(s, sel, tune) {
+		tune = FitMMA(s, tune, c.d.Props.MaxSharedOptin)
 	}
-	d := &Decoder{Shape: s, Sel: sel, K: n, Tuning: tune, group: groupOf(s, sel, tune)}
-	name := "decode_dense"
+	d := &Decoder{Shape: s, Sel: sel, K: n, Tuning: tune, group: groupOf(s, sel, tune), MMA: UsesMMA(s, sel, tune), Threads: tune.Threads}
+	src, name := decodeSrc, "decode_dense"
 	if sel != Dense {
 		name = "decode_gather"
+	}
+	step := tune.Threads / (s.HeadDim / 8) * tune.Tile
+	if d.MMA {
+		src, name = MMASource(), name+"_mma"
+		d.Threads, d.Smem = tune.Warps*32, MMASmem(s, tune)
+		step = tune.Warps * tune.KeyTile
+	}
+	mod, err := c.module("decode.cu", src, DecodeDefines(s, sel, tune))
+	if err != nil {
+		return nil, err
 	}
 	if d.partial, err = c.Func(mod, name); err != nil {
 		return nil, err
@@ -285,10 +377,17 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if d.combine, err = c.Func(mod, "decode_combine"); err != nil {
 		return nil, err
 	}
-	if d.Occ, err = c.Occupancy(d.partial, tune.Threads, 0); err != nil {
+	if d.Smem > 0 {
+		if err := c.SetMaxDynamicSmem(d.partial, d.Smem); err != nil {
+			return nil, fmt.Errorf("decode: %d B of shared memory per block: %w", d.Smem, err)
+		}
+	}
+	if d.Occ, err = c.Occupancy(d.partial, d.Threads, d.Smem); err != nil {
 		return nil, err
 	}
-	step := tune.Threads / (s.HeadDim / 8) * tune.Tile
+	if d.Occ < 1 {
+		return nil, fmt.Errorf("decode: %s does not fit on an SM (%d threads, %d B shared memory, %d registers)", name, d.Threads, d.Smem, d.partial.Regs)
+	}
 	d.Splits, d.Chunk = splitPlan(n, s.Batch*s.Heads/d.group, c.d.Props.SMs*max(d.Occ, 1), step)
 	bh := int64(s.Batch * s.Heads)
 	if d.pacc, err = c.Alloc(bh * int64(d.Splits) * int64(s.HeadDim) * 4); err != nil {
@@ -299,6 +398,19 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	}
 	if d.Out, err = c.Alloc(bh * int64(s.HeadDim) * 4); err != nil {
 		return nil, err
+	}
+	if d.MMA {
+		// The fused merge's counters start at zero; the last block of each
+		// head block resets its counter after every call.
+		if d.cnt, err = c.Alloc(int64(s.Batch*s.Heads/d.group) * 4); err != nil {
+			return nil, err
+		}
+		if err := c.Fill32(d.cnt, 0, 0); err != nil {
+			return nil, err
+		}
+		if err := c.Sync(); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -336,14 +448,20 @@ func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 		scale = 1 / sqrt32(float32(sh.HeadDim))
 	}
 	grid := Dim3{uint32(d.Splits), uint32(sh.Heads / d.group), uint32(sh.Batch)}
-	block := Dim3{X: uint32(d.Tuning.Threads)}
+	block := Dim3{X: uint32(d.Threads)}
+	smem := uint32(d.Smem)
 	var err error
-	if d.Sel == Dense {
-		err = c.Launch(d.partial, grid, block, 0, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
-	} else {
-		err = c.Launch(d.partial, grid, block, 0, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
+	switch {
+	case d.MMA && d.Sel == Dense:
+		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out)
+	case d.MMA:
+		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out)
+	case d.Sel == Dense:
+		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
+	default:
+		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
 	}
-	if err != nil {
+	if err != nil || (d.MMA && d.Tuning.Fuse) {
 		return err
 	}
 	return c.Launch(d.combine, Dim3{X: uint32(sh.Batch * sh.Heads)}, Dim3{X: uint32(sh.HeadDim)}, 0, s, d.pacc, d.pml, d.Splits, d.Out)
@@ -354,4 +472,7 @@ func (d *Decoder) Free(c *Ctx) {
 	c.Free(d.pacc)
 	c.Free(d.pml)
 	c.Free(d.Out)
+	if d.cnt.Ptr != 0 {
+		c.Free(d.cnt)
+	}
 }

@@ -377,6 +377,21 @@ func (c *Ctx) Occupancy(f *Func, block int, smem int) (int, error) {
 	return int(n), nil
 }
 
+// SetMaxDynamicSmem lets f launch with up to n bytes of dynamic shared
+// memory (above 48 KiB this must be set before the launch) and prefers
+// the largest shared-memory carveout, so that occupancy is not capped by
+// the L1 split.
+func (c *Ctx) SetMaxDynamicSmem(f *Func, n int) error {
+	const maxDynamicSmem, carveout = 8, 9 // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, _PREFERRED_SHARED_MEMORY_CARVEOUT
+	if err := cuErr("cuFuncSetAttribute", cu.FuncSetAttribute(f.h, maxDynamicSmem, int32(n))); err != nil {
+		return fmt.Errorf("%s: max dynamic shared memory %d: %w", f.Name, n, err)
+	}
+	if err := cuErr("cuFuncSetAttribute", cu.FuncSetAttribute(f.h, carveout, 100)); err != nil {
+		return fmt.Errorf("%s: shared memory carveout: %w", f.Name, err)
+	}
+	return nil
+}
+
 // Dim3 is a grid or block shape.
 type Dim3 struct{ X, Y, Z uint32 }
 

@@ -197,8 +197,8 @@ func relErr(got []float32, want []float64) float64 {
 	return math.Sqrt(num / den)
 }
 
-// runDecode uploads the inputs, poisons the output, runs the decoder and
-// downloads the output.
+// runDecode uploads the inputs, poisons the output, runs the decoder
+// (twice) and downloads the output.
 func runDecode(t *testing.T, d *Device, s Shape, sel Selection, k int, q []float32, kv, vv kvData, idx []int32) ([]float32, *Decoder) {
 	t.Helper()
 	out := make([]float32, s.Batch*s.Heads*s.HeadDim)
@@ -232,14 +232,18 @@ func runDecode(t *testing.T, d *Device, s Shape, sel Selection, k int, q []float
 				c.Free(*b)
 			}
 		}()
-		if err := c.Poison(dec.Out); err != nil {
-			return err
-		}
-		if err := dec.Enqueue(c, 0, in); err != nil {
-			return err
-		}
-		if err := c.Sync(); err != nil {
-			return err
+		// Two calls, each on a poisoned output: the second checks that
+		// per-call state (the fused merge's counters) is reset.
+		for range 2 {
+			if err := c.Poison(dec.Out); err != nil {
+				return err
+			}
+			if err := dec.Enqueue(c, 0, in); err != nil {
+				return err
+			}
+			if err := c.Sync(); err != nil {
+				return err
+			}
 		}
 		return Download(c, out, dec.Out)
 	})
@@ -282,7 +286,7 @@ func TestDecodeDenseMatchesReference(t *testing.T) {
 		if e := relErr(got, want); !(e < 1e-2) {
 			t.Errorf("%+v: rel err %.2e (splits %d)", s, e, dec.Splits)
 		} else {
-			t.Logf("%+v: rel err %.2e, %d splits of %d keys; %d regs, %d B local, %d blocks/SM (%v)", s, e, dec.Splits, dec.Chunk, dec.partial.Regs, dec.partial.LocalSize, dec.Occ, dec.Tuning)
+			t.Logf("%+v: rel err %.2e, %d splits of %d keys; mma %v, %d regs, %d B local, %d B smem, %d blocks/SM (%v)", s, e, dec.Splits, dec.Chunk, dec.MMA, dec.partial.Regs, dec.partial.LocalSize, dec.Smem, dec.Occ, dec.Tuning)
 		}
 	}
 }
@@ -333,7 +337,7 @@ func TestDecodeSparseMatchesReference(t *testing.T) {
 		if e := relErr(got, want); !(e < 1e-2) {
 			t.Errorf("%+v %v k=%d: rel err %.2e", s, tc.sel, tc.k, e)
 		} else {
-			t.Logf("%+v %v k=%d: rel err %.2e, %d splits", s, tc.sel, tc.k, e, dec.Splits)
+			t.Logf("%+v %v k=%d: rel err %.2e, %d splits; mma %v, %d regs", s, tc.sel, tc.k, e, dec.Splits, dec.MMA, dec.partial.Regs)
 		}
 	}
 }
@@ -362,6 +366,24 @@ func TestCompileAllArchs(t *testing.T) {
 						}
 						if len(c.CUBIN) == 0 {
 							t.Fatalf("%s %v: empty CUBIN", arch, c.Options)
+						}
+					}
+				}
+			}
+		}
+		// The tensor-core module (group >= 4 by default; every group with
+		// mma=1), both key tiles.
+		for _, d := range []int{64, 128} {
+			for _, g := range []int{1, 4, 8} {
+				for _, dt := range []string{BF16, FP16} {
+					for _, kt := range []int{16, 32} {
+						if kt == 32 && (g != 4 || dt != BF16) {
+							continue
+						}
+						s := Shape{Batch: 1, Heads: g, KVHeads: 1, HeadDim: d, Context: 1, DType: dt}
+						tune := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 1, MMA: 1, Warps: 4, Stages: 3, KeyTile: kt}
+						if _, err := Compile("decode.cu", MMASource(), arch, DecodeDefines(s, Dense, tune)); err != nil {
+							t.Fatalf("mma %s d=%d g=%d %s kt=%d: %v", arch, d, g, dt, kt, err)
 						}
 					}
 				}

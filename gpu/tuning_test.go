@@ -12,12 +12,16 @@ func TestDecodeTuningEnv(t *testing.T) {
 		want  string // DecodeTuning.String(), or an error substring
 		isErr bool
 	}{
-		{"", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0", false},
-		{"", 8, "threads=128,tile=2,minb=0,prefetch=1,scatter=2,group=0", false},
-		{"tile=4,scatter=0", 4, "threads=256,tile=4,minb=0,prefetch=1,scatter=0,group=0", false},
-		{"threads=128,minb=4,prefetch=0,group=1", 1, "threads=128,tile=2,minb=4,prefetch=0,scatter=2,group=1", false},
+		{"", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
+		{"", 8, "threads=128,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
+		{"tile=4,scatter=0", 4, "threads=256,tile=4,minb=0,prefetch=1,scatter=0,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
+		{"threads=128,minb=4,prefetch=0,group=1", 1, "threads=128,tile=2,minb=4,prefetch=0,scatter=2,group=1,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
+		{"mma=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=0,warps=8,stages=3,kt=16,fuse=1", false},
+		{"mma=1,warps=8,stages=2,kt=32,fuse=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=1,warps=8,stages=2,kt=32,fuse=0", false},
 		{"tile=3", 4, "bad tuning", true},
-		{"warps=4", 4, "unknown key", true},
+		{"kt=8", 4, "bad tuning", true},
+		{"stages=1", 4, "bad tuning", true},
+		{"blocks=4", 4, "unknown key", true},
 		{"tile", 4, "not key=integer", true},
 	} {
 		t.Setenv("HBENCH_DECODE", tc.env)
@@ -49,6 +53,64 @@ func TestDecodeDefines(t *testing.T) {
 	}
 	if d := DecodeDefines(s, PerKVHead, tune); d["GROUP"] != "4" {
 		t.Errorf("group override must not apply to per-kv-head lists: %v", d)
+	}
+}
+
+func TestUsesMMA(t *testing.T) {
+	t.Setenv("HBENCH_DECODE", "")
+	tune, err := DefaultDecodeTuning(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		heads, kv int
+		sel       Selection
+		tune      DecodeTuning
+		want      bool
+	}{
+		{32, 8, Dense, tune, true},
+		{32, 8, PerKVHead, tune, true},
+		{32, 8, PerHead, tune, false}, // one query head per block
+		{8, 1, Dense, tune, true},
+		{6, 3, Dense, tune, false}, // group 2
+		{32, 32, Dense, tune, false},
+		{32, 8, Dense, DecodeTuning{MMA: 0}, false},
+		{32, 8, Dense, DecodeTuning{MMA: 4, Group: 1}, false}, // group override 1
+		{6, 3, Dense, DecodeTuning{MMA: 1}, true},
+	} {
+		s := Shape{Batch: 1, Heads: tc.heads, KVHeads: tc.kv, HeadDim: 128, Context: 100, DType: BF16}
+		if got := UsesMMA(s, tc.sel, tc.tune); got != tc.want {
+			t.Errorf("%d/%d %v %v: UsesMMA %v, want %v", tc.heads, tc.kv, tc.sel, tc.tune, got, tc.want)
+		}
+		d := DecodeDefines(s, tc.sel, tc.tune)
+		if _, ok := d["MMA_WARPS"]; ok != tc.want || (d["DECODE_MMA"] == "1") != tc.want {
+			t.Errorf("%d/%d %v: MMA defines %v, want present=%v", tc.heads, tc.kv, tc.sel, d, tc.want)
+		}
+	}
+	s := Shape{Batch: 1, Heads: 32, KVHeads: 8, HeadDim: 128, Context: 100, DType: BF16}
+	// 8 warps × 3 stages × (K + V) × 16 rows × 256 B.
+	if got := MMASmem(s, tune); got != 8*3*2*16*256 {
+		t.Errorf("MMASmem %d", got)
+	}
+}
+
+func TestFitMMA(t *testing.T) {
+	s := Shape{Batch: 1, Heads: 32, KVHeads: 8, HeadDim: 128, Context: 100, DType: BF16}
+	base := DecodeTuning{MMA: 4, Warps: 8, Stages: 3, KeyTile: 16}
+	for _, tc := range []struct {
+		max                  int
+		warps, stages, bytes int
+	}{
+		{0, 8, 3, 196608},      // no limit known
+		{232448, 8, 3, 196608}, // H100/H200: 227 KiB
+		{166912, 8, 2, 131072}, // A100: 163 KiB
+		{65536, 4, 2, 65536},   // fewer warps once at 2 stages
+		{1000, 1, 2, 16384},    // nothing fits: the smallest
+	} {
+		got := FitMMA(s, base, tc.max)
+		if got.Warps != tc.warps || got.Stages != tc.stages || MMASmem(s, got) != tc.bytes {
+			t.Errorf("max %d: warps %d stages %d (%d B), want %d %d (%d B)", tc.max, got.Warps, got.Stages, MMASmem(s, got), tc.warps, tc.stages, tc.bytes)
+		}
 	}
 }
 

@@ -59,6 +59,13 @@
 #define NGROUPS (THREADS / LANES)
 #define NEG_BIG (-1e30f)
 
+// DECODE_MMA 1 compiles only decode_combine from this file (the module of
+// the tensor-core kernels, decode_mma.cu, appended by the Go side).
+#ifndef DECODE_MMA
+#define DECODE_MMA 0
+#endif
+#if !DECODE_MMA
+
 __device__ __forceinline__ float h2f(unsigned short h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -412,6 +419,8 @@ decode_gather(const float* __restrict__ q, const uint4* __restrict__ k, const ui
               float* __restrict__ pacc, float* __restrict__ pml) {
     partial<true>(q, k, v, idx, n, N, hq, hkv, chunk, scale, pacc, pml);
 }
+
+#endif  // !DECODE_MMA
 
 // decode_combine merges the splits by log-sum-exp: grid B*HQ, block HEAD_DIM.
 extern "C" __global__ void __launch_bounds__(HEAD_DIM)
