@@ -19,7 +19,10 @@
 //   - Ctx holds the raw operations: memory, copies, streams, events,
 //     kernel launches, CUDA graphs, an L2 flush.
 //   - decode.go builds the attention kernels on top (dense split-K decode
-//     and sparse gather decode) and time.go the timing protocol: warm-up,
+//     and sparse gather decode): kernels/decode_mma.cu (tensor cores,
+//     mma.sync m16n8k16, for 4 or more query heads per KV head) and
+//     kernels/decode.cu (CUDA cores, every group size; HBENCH_DECODE=mma=0
+//     selects it for all), and time.go the timing protocol: warm-up,
 //     one pair of events per repeat, optional L2 flush before each repeat,
 //     optional CUDA-graph launch, raw samples kept.
 package gpu
