@@ -50,6 +50,11 @@ func init() {
 					return err
 				}
 				fmt.Fprintf(stdout, "%d cells in %.1fs; results in %s\n", len(res.Cells), time.Since(start).Seconds(), res.Dir)
+				if AfterRun != nil {
+					if err := AfterRun(res.Dir, stdout); err != nil {
+						return fmt.Errorf("report: %w", err)
+					}
+				}
 				return nil
 			}
 		},
