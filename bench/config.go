@@ -37,7 +37,7 @@ type Config struct {
 // Kernel is one timed kernel or pipeline.
 type Kernel struct {
 	// Name is dense, sparse or hash.
-	Name string `yaml:"name" doc:"dense (split-K decode), sparse (gather decode over index lists) or hash (HashAttention step: query code, XOR+popcount, counting select, sparse decode)"`
+	Name string `yaml:"name" doc:"dense (split-K decode), sparse (gather decode over index lists), hash (HashAttention step: query code, XOR+popcount, counting select, sparse decode), oracle (exact q·k scores, radix top-k, sparse decode), quest (page min/max bounds, page top-k, sparse decode) or streaming (sink + recent window, sparse decode)"`
 	// Selection is per-kv-head or per-head (sparse and hash only).
 	Selection string `yaml:"selection" doc:"per-kv-head (one list per KV head, shared by its query heads) or per-head (default per-kv-head)"`
 	// Sparsity ratios: k = N / sparsity keys per list (sparse and hash).
@@ -46,9 +46,11 @@ type Kernel struct {
 	Bits int `yaml:"bits" doc:"hash code bits: 32 or 64 (hash only; default 32)"`
 	// Codes is the key-code granularity (hash only).
 	Codes string `yaml:"codes" doc:"key codes per-head (one per query head, as the authors and methods/hashattention do) or per-kv-head (one per KV head); hash only, default per-head"`
-	// Sink and Local are the always-kept windows of the hash budget.
-	Sink  int `yaml:"sink" doc:"leading keys always kept (hash only)"`
-	Local int `yaml:"local" doc:"most recent keys always kept (hash only)"`
+	// Sink and Local are the always-kept windows of the budget.
+	Sink  int `yaml:"sink" doc:"leading keys always kept (hash, oracle, quest, streaming)"`
+	Local int `yaml:"local" doc:"most recent keys always kept (hash, oracle, quest, streaming)"`
+	// Page is Quest's page size.
+	Page int `yaml:"page" doc:"Quest page size in tokens (quest only; default 16)"`
 	// Label names the kernel in results (default: name and selection).
 	Label string `yaml:"label" doc:"display name in results (default: name[selection])"`
 }
@@ -58,7 +60,23 @@ const (
 	KernelDense  = "dense"
 	KernelSparse = "sparse"
 	KernelHash   = "hash"
+	// KernelOracle is the oracle step (exact scores, radix top-k).
+	KernelOracle = "oracle"
+	// KernelQuest is the Quest step (page bounds, page top-k).
+	KernelQuest = "quest"
+	// KernelStreaming is the StreamingLLM step (sink + recent window).
+	KernelStreaming = "streaming"
 )
+
+// selects says whether a kernel selects its own keys with a budget of
+// sink + local + heavy keys.
+func (k Kernel) selects() bool {
+	switch k.Name {
+	case KernelHash, KernelOracle, KernelQuest, KernelStreaming:
+		return true
+	}
+	return false
+}
 
 // Variant returns the kernel's display name.
 func (k Kernel) Variant() string {
@@ -70,6 +88,8 @@ func (k Kernel) Variant() string {
 		return k.Name
 	case KernelHash:
 		return k.Name + "[" + k.Selection + ",codes=" + k.Codes + "]"
+	case KernelQuest:
+		return k.Name + "[" + k.Selection + ",page=" + strconv.Itoa(k.Page) + "]"
 	}
 	return k.Name + "[" + k.Selection + "]"
 }
@@ -170,6 +190,9 @@ func (c *Config) defaults() {
 		if k.Name == KernelHash && k.Codes == "" {
 			k.Codes = "per-head"
 		}
+		if k.Name == KernelQuest && k.Page == 0 {
+			k.Page = 16
+		}
 	}
 }
 
@@ -265,10 +288,10 @@ func (c *Config) validate(path string, root *yaml.Node) error {
 		at := func(key string) []any { return []any{"kernels", i, key} }
 		switch k.Name {
 		case KernelDense:
-			if k.Selection != "" || len(k.Sparsity) > 0 || k.Bits != 0 {
-				bad(f, []any{"kernels", i}, "dense takes no selection, sparsity or bits")
+			if k.Selection != "" || len(k.Sparsity) > 0 || k.Bits != 0 || k.Codes != "" || k.Sink != 0 || k.Local != 0 || k.Page != 0 {
+				bad(f, []any{"kernels", i}, "dense takes no selection, sparsity, bits, codes, sink, local or page")
 			}
-		case KernelSparse, KernelHash:
+		case KernelSparse, KernelHash, KernelOracle, KernelQuest, KernelStreaming:
 			if k.Selection != "per-kv-head" && k.Selection != "per-head" {
 				bad(f+".selection", at("selection"), "must be per-kv-head or per-head, got %q", k.Selection)
 			}
@@ -277,13 +300,22 @@ func (c *Config) validate(path string, root *yaml.Node) error {
 					bad(f+".sparsity["+strconv.Itoa(j)+"]", []any{"kernels", i, "sparsity", j}, "must be a finite number > 1, got %g", s)
 				}
 			}
-			if k.Name == KernelSparse && (k.Bits != 0 || k.Codes != "" || k.Sink != 0 || k.Local != 0) {
-				bad(f, []any{"kernels", i}, "only the hash kernel takes bits, codes, sink and local")
+			if k.Name == KernelSparse && (k.Sink != 0 || k.Local != 0) {
+				bad(f, []any{"kernels", i}, "sparse takes no sink and local")
 			}
-			if k.Name == KernelHash {
-				if k.Codes != "per-head" && k.Codes != "per-kv-head" {
-					bad(f+".codes", at("codes"), "must be per-head or per-kv-head, got %q", k.Codes)
-				}
+			if k.Name != KernelHash && (k.Bits != 0 || k.Codes != "") {
+				bad(f, []any{"kernels", i}, "only the hash kernel takes bits and codes")
+			}
+			if k.Name != KernelQuest && k.Page != 0 {
+				bad(f+".page", at("page"), "only the quest kernel takes page")
+			}
+			if k.Name == KernelQuest && k.Page < 1 {
+				bad(f+".page", at("page"), "must be >= 1, got %d", k.Page)
+			}
+			if k.Name == KernelHash && k.Codes != "per-head" && k.Codes != "per-kv-head" {
+				bad(f+".codes", at("codes"), "must be per-head or per-kv-head, got %q", k.Codes)
+			}
+			if k.selects() {
 				if k.Sink < 0 || k.Local < 0 {
 					bad(f, []any{"kernels", i}, "sink and local must be >= 0")
 				}
@@ -302,7 +334,7 @@ func (c *Config) validate(path string, root *yaml.Node) error {
 				bad(f+".bits", at("bits"), "must be 32 or 64, got %d", k.Bits)
 			}
 		default:
-			bad(f+".name", at("name"), "unknown kernel %q (known: dense, sparse, hash)", k.Name)
+			bad(f+".name", at("name"), "unknown kernel %q (known: dense, sparse, hash, oracle, quest, streaming)", k.Name)
 		}
 	}
 	return errors.Join(errs...)

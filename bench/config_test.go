@@ -15,9 +15,12 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 	}{
 		{"unknown key", "name: x\ncontexts: [4096]\nheads: [32]\nkv_heads: [8]\nkernel: [dense]\n",
 			[]string{"b.yaml:5: field kernel not found"}},
-		{"bad values", "name: x\nrepeats: 10\ncontexts: [4096, 0]\nheads: [32]\nkv_heads: [8, 5]\nhead_dim: [96]\ncache: [hot]\nkernels:\n  - name: dense\n  - name: sparse\n    sparsity: [0.5]\n  - name: quest\n",
+		{"bad values", "name: x\nrepeats: 10\ncontexts: [4096, 0]\nheads: [32]\nkv_heads: [8, 5]\nhead_dim: [96]\ncache: [hot]\nkernels:\n  - name: dense\n  - name: sparse\n    sparsity: [0.5]\n  - name: h2o\n",
 			[]string{"b.yaml:2: repeats: must be >= 50", "b.yaml:3: contexts[1]: must be >= 1", "b.yaml:5: kv_heads[1]: 5 KV heads",
-				"b.yaml:6: head_dim[0]: must be 64 or 128", "b.yaml:7: cache[0]", "b.yaml:11: kernels[1].sparsity[0]", "b.yaml:12: kernels[2].name: unknown kernel \"quest\""}},
+				"b.yaml:6: head_dim[0]: must be 64 or 128", "b.yaml:7: cache[0]", "b.yaml:11: kernels[1].sparsity[0]", "b.yaml:12: kernels[2].name: unknown kernel \"h2o\""}},
+		{"selection kernels' params", "name: x\ncontexts: [1024]\nheads: [4]\nkv_heads: [1]\nkernels:\n  - name: oracle\n    page: 8\n  - name: quest\n    page: -1\n  - name: streaming\n    bits: 32\n  - name: sparse\n    sink: 4\n  - name: oracle\n    sink: 1000\n    local: 30\n",
+			[]string{"b.yaml:7: kernels[0].page: only the quest kernel", "b.yaml:9: kernels[1].page: must be >= 1", "b.yaml:10: kernels[2]: only the hash kernel takes bits",
+				"b.yaml:12: kernels[3]: sparse takes no sink", "b.yaml:14: kernels[4]: context 1024, sparsity 32"}},
 		{"hash budget does not fit", "name: x\ncontexts: [1024]\nheads: [4]\nkv_heads: [1]\nkernels:\n  - name: hash\n    sink: 16\n    local: 16\n    codes: per-query\n",
 			[]string{"b.yaml:6: kernels[0]: context 1024, sparsity 32", "b.yaml:9: kernels[0].codes"}},
 		{"dense takes no sparsity", "name: x\ncontexts: [1024]\nheads: [4]\nkv_heads: [1]\nkernels:\n  - name: dense\n    sparsity: [4]\n",
@@ -37,11 +40,12 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 }
 
 func TestParseDefaultsAndShapes(t *testing.T) {
-	c, err := Parse("b.yaml", []byte("name: x\ncontexts: [4096, 8192]\nheads: [32]\nkv_heads: [8, 32]\nkernels:\n  - name: dense\n  - name: hash\n"))
+	c, err := Parse("b.yaml", []byte("name: x\ncontexts: [4096, 8192]\nheads: [32]\nkv_heads: [8, 32]\nkernels:\n  - name: dense\n  - name: hash\n  - name: quest\n  - name: oracle\n    selection: per-head\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Repeats != 60 || c.Warmup != 10 || len(c.Cache) != 2 || c.Kernels[1].Selection != "per-kv-head" || c.Kernels[1].Bits != 32 || c.Kernels[1].Codes != "per-head" {
+	if c.Repeats != 60 || c.Warmup != 10 || len(c.Cache) != 2 || c.Kernels[1].Selection != "per-kv-head" || c.Kernels[1].Bits != 32 || c.Kernels[1].Codes != "per-head" ||
+		c.Kernels[2].Page != 16 || c.Kernels[2].Variant() != "quest[per-kv-head,page=16]" || c.Kernels[3].Variant() != "oracle[per-head]" || len(c.Kernels[3].Sparsity) != 1 {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	sh := c.Shapes()

@@ -220,9 +220,12 @@ func (r *runner) shape(sh Shape, seed uint64) error {
 					return err
 				}
 			}
-		case KernelHash:
+		case KernelHash, KernelOracle, KernelQuest, KernelStreaming:
+			f := map[string]func(Shape, Kernel, float64, gpu.DecodeInputs) error{
+				KernelHash: r.hash, KernelOracle: r.oracle, KernelQuest: r.quest, KernelStreaming: r.streaming,
+			}[k.Name]
 			for _, sp := range k.Sparsity {
-				if err := r.hash(sh, k, sp, in); err != nil {
+				if err := f(sh, k, sp, in); err != nil {
 					return err
 				}
 			}
@@ -292,6 +295,11 @@ func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage st
 			if k.Name == KernelHash {
 				cell.Params["bits"] = k.Bits
 				cell.Params["codes"] = k.Codes
+			}
+			if k.Name == KernelQuest {
+				cell.Params["page"] = k.Page
+			}
+			if k.selects() {
 				cell.Sink, cell.Local = k.Sink, k.Local
 			}
 			if err := r.w.Append(cell); err != nil {
@@ -352,4 +360,71 @@ func (r *runner) hash(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs)
 	}
 	qwBytes := int64(sh.Heads) * int64(h.MapFloats()) * 4
 	return r.timeModes(sh, k, sparsity, b.Total, "qcode", qwBytes, []bool{true}, func() error { return h.EnqueueQueryCodes(c, r.s, in.Q, qw) })
+}
+
+// budgetOf resolves a selecting kernel's budget at sparsity for shape sh.
+func budgetOf(sh Shape, k Kernel, sparsity float64) budget.Budget {
+	return budget.Spec{Sparsity: sparsity, Sink: k.Sink, Local: k.Local}.Resolve(sh.Context)
+}
+
+// oracle times the oracle step (exact scores of every key, radix top-k,
+// sparse decode: stage "step"), its select alone (stage "select": scores
+// and top-k) and the top-k alone (stage "topk": bytes = the list scores
+// read once; on the scores the step left, so the same distribution).
+func (r *runner) oracle(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
+	c := r.c
+	b := budgetOf(sh, k, sparsity)
+	o, err := gpu.NewOracleStep(c, sh, k.Sel(), b)
+	if err != nil {
+		return err
+	}
+	defer o.Free(c)
+	r.tuning = o.Dec.Tuning.String()
+	if err := r.time(sh, k, sparsity, b.Total, "step", o.StepBytes(), func() error { return o.Enqueue(c, r.s, in) }); err != nil {
+		return err
+	}
+	selBytes := o.StepBytes() - sh.DecodeBytes(k.Sel(), b.Total)
+	if err := r.timeModes(sh, k, sparsity, b.Total, "select", selBytes, []bool{true}, func() error { return o.EnqueueSelect(c, r.s, in) }); err != nil {
+		return err
+	}
+	return r.timeModes(sh, k, sparsity, b.Total, "topk", o.TopKBytes(), []bool{true}, func() error { return o.EnqueueTopK(c, r.s) })
+}
+
+// streaming times the StreamingLLM step (the lists of the sink and the
+// recent window, sparse decode).
+func (r *runner) streaming(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
+	c := r.c
+	b := budgetOf(sh, k, sparsity)
+	st, err := gpu.NewStreamStep(c, sh, k.Sel(), b)
+	if err != nil {
+		return err
+	}
+	defer st.Free(c)
+	r.tuning = st.Dec.Tuning.String()
+	return r.time(sh, k, sparsity, b.Total, "step", sh.DecodeBytes(k.Sel(), b.Total), func() error { return st.Enqueue(c, r.s, in) })
+}
+
+// quest times the Quest step (page bounds, radix top-k of the positions
+// by their page's bound, sparse decode: stage "step") and its select
+// alone (stage "select"; bytes = the page labels). The page labels are
+// built once before timing (prefill).
+func (r *runner) quest(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
+	c := r.c
+	b := budgetOf(sh, k, sparsity)
+	q, err := gpu.NewQuestStep(c, sh, k.Sel(), k.Page, b)
+	if err != nil {
+		return err
+	}
+	defer q.Free(c)
+	if err := q.EnqueuePages(c, r.s, in.K); err != nil {
+		return err
+	}
+	if err := c.SyncStream(r.s); err != nil {
+		return err
+	}
+	r.tuning = q.Dec.Tuning.String()
+	if err := r.time(sh, k, sparsity, b.Total, "step", q.StepBytes(), func() error { return q.Enqueue(c, r.s, in) }); err != nil {
+		return err
+	}
+	return r.timeModes(sh, k, sparsity, b.Total, "select", q.LabelBytes(), []bool{true}, func() error { return q.EnqueueSelect(c, r.s, in) })
 }

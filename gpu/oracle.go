@@ -52,24 +52,115 @@ type OracleStep struct {
 	Shape  Shape
 	Sel    Selection
 	Budget budget.Budget
-	// SBlocks and SChunk split the N keys of each KV head for scoring;
-	// Blocks and Chunk split each list's middle range for the top-k.
+	// SBlocks and SChunk split the N keys of each KV head for scoring.
 	SBlocks, SChunk int
-	Blocks, Chunk   int
 	// L holds the raw scores [Batch][Heads][Context] (fp32); S the list
 	// scores [Batch][Lists][Context] the top-k ranks (L itself for
-	// PerHead); Idx the lists [Batch][Lists][Budget.Total] (int32).
-	L, S, Idx Buffer
-	part      Buffer
-	st, ghist Buffer
-	cnt, base Buffer
-	scores    *Func
-	probs     *Func
-	pass      *Func
-	count     *Func
-	compact   *Func
+	// PerHead).
+	L, S   Buffer
+	part   Buffer
+	scores *Func
+	probs  *Func
+	*RadixTopK
 	// Dec is the sparse decode over Idx.
 	Dec *Decoder
+}
+
+// RadixTopK selects sink + local + the top-k of each list's float
+// scores over the middle range (the CPU tie-break: higher score, then
+// lower position) into Idx.
+type RadixTopK struct {
+	Shape  Shape
+	Sel    Selection
+	Budget budget.Budget
+	// Blocks and Chunk split each list's middle range.
+	Blocks, Chunk int
+	// Idx holds the lists [Batch][Lists][Budget.Total] (int32).
+	Idx                 Buffer
+	st, ghist, cnt, bas Buffer
+	pass, count, compct *Func
+}
+
+// newRadixTopK allocates the top-k's buffers; mod is a loaded oracle.cu.
+func newRadixTopK(c *Ctx, mod *Module, s Shape, sel Selection, b budget.Budget) (*RadixTopK, error) {
+	t := &RadixTopK{Shape: s, Sel: sel, Budget: b}
+	var err error
+	for _, f := range []struct {
+		p    **Func
+		name string
+	}{{&t.pass, "topk_pass"}, {&t.count, "topk_count"}, {&t.compct, "topk_compact"}} {
+		if *f.p, err = c.Func(mod, f.name); err != nil {
+			return nil, err
+		}
+	}
+	lists := s.Batch * s.Lists(sel)
+	lo, hi := b.MiddleRange()
+	t.Blocks, t.Chunk = chunkPlan(hi-lo, max(1, c.d.Props.SMs*4/lists), 4*oracleThreads, oracleThreads)
+	for _, a := range []struct {
+		b *Buffer
+		n int64
+	}{
+		{&t.Idx, int64(lists) * int64(b.Total) * 4},
+		{&t.st, int64(lists) * 2 * 4},
+		{&t.ghist, int64(lists) * 256 * 4},
+		{&t.cnt, int64(lists) * 4},
+		{&t.bas, int64(lists) * int64(t.Blocks) * 2 * 4},
+	} {
+		if *a.b, err = c.Alloc(a.n); err != nil {
+			t.free(c)
+			return nil, err
+		}
+	}
+	// The passes leave the histograms and tickets at zero; they start so.
+	for _, z := range []Buffer{t.ghist, t.cnt, t.st} {
+		if err := c.Fill32(z, 0, 0); err != nil {
+			t.free(c)
+			return nil, err
+		}
+	}
+	if err := c.Sync(); err != nil {
+		t.free(c)
+		return nil, err
+	}
+	return t, nil
+}
+
+// EnqueueTopKOf selects from scores S into t.Idx: the score of position
+// j of list l is S[l*stride + j/div] (div > 1: one score per page of div
+// positions). Four radix passes, the per-block counts and the ordered
+// compaction.
+func (t *RadixTopK) EnqueueTopKOf(c *Ctx, s Stream, S Buffer, div, stride int) error {
+	sh := t.Shape
+	b := t.Budget
+	lo, hi := b.MiddleRange()
+	grid := Dim3{uint32(t.Blocks), uint32(sh.Lists(t.Sel)), uint32(sh.Batch)}
+	blk := Dim3{X: oracleThreads}
+	if b.Heavy > 0 {
+		for p := 0; p < 4; p++ {
+			if err := c.Launch(t.pass, grid, blk, 0, s, S, div, stride, sh.Context, lo, hi, t.Chunk, b.Heavy, p, t.st, t.ghist, t.cnt); err != nil {
+				return err
+			}
+		}
+		if err := c.Launch(t.count, grid, blk, 0, s, S, div, stride, sh.Context, lo, hi, t.Chunk, b.Heavy, t.st, t.bas); err != nil {
+			return err
+		}
+	}
+	return c.Launch(t.compct, grid, blk, 0, s, S, div, stride, sh.Context, lo, hi, t.Chunk, b.Heavy, t.st, t.bas, b.Sink, b.Local, b.Total, t.Idx)
+}
+
+// TopKBytes is the byte floor of the top-k alone: the list scores of the
+// middle range read once.
+func (t *RadixTopK) TopKBytes() int64 {
+	lo, hi := t.Budget.MiddleRange()
+	return int64(t.Shape.Batch*t.Shape.Lists(t.Sel)) * int64(hi-lo) * 4
+}
+
+func (t *RadixTopK) free(c *Ctx) {
+	for _, b := range []Buffer{t.Idx, t.st, t.ghist, t.cnt, t.bas} {
+		if b.Ptr != 0 {
+			c.Free(b)
+		}
+	}
 }
 
 // NewOracleStep compiles the kernels and allocates the step's buffers.
@@ -92,7 +183,7 @@ func NewOracleStep(c *Ctx, s Shape, sel Selection, b budget.Budget) (*OracleStep
 	for _, f := range []struct {
 		p    **Func
 		name string
-	}{{&o.scores, "oracle_scores"}, {&o.probs, "oracle_probs"}, {&o.pass, "topk_pass"}, {&o.count, "topk_count"}, {&o.compact, "topk_compact"}} {
+	}{{&o.scores, "oracle_scores"}, {&o.probs, "oracle_probs"}} {
 		if *f.p, err = c.Func(mod, f.name); err != nil {
 			return nil, err
 		}
@@ -103,20 +194,13 @@ func NewOracleStep(c *Ctx, s Shape, sel Selection, b budget.Budget) (*OracleStep
 	// reduces each head's block partials in every block).
 	o.SBlocks, o.SChunk = chunkPlan(s.Context, min(256, max(1, sms*8/kvl)), 512, 16)
 	lists := s.Batch * s.Lists(sel)
-	lo, hi := b.MiddleRange()
-	o.Blocks, o.Chunk = chunkPlan(hi-lo, max(1, sms*4/lists), 4*oracleThreads, oracleThreads)
 	n := int64(s.Context)
 	allocs := []struct {
 		b *Buffer
 		n int64
 	}{
 		{&o.L, int64(s.Batch*s.Heads) * n * 4},
-		{&o.Idx, int64(lists) * int64(b.Total) * 4},
 		{&o.part, int64(s.Batch*s.Heads) * int64(o.SBlocks) * 2 * 4},
-		{&o.st, int64(lists) * 2 * 4},
-		{&o.ghist, int64(lists) * 256 * 4},
-		{&o.cnt, int64(lists) * 4},
-		{&o.base, int64(lists) * int64(o.Blocks) * 2 * 4},
 	}
 	if sel == PerKVHead {
 		allocs = append(allocs, struct {
@@ -133,14 +217,7 @@ func NewOracleStep(c *Ctx, s Shape, sel Selection, b budget.Budget) (*OracleStep
 	if sel == PerHead {
 		o.S = o.L
 	}
-	// The passes leave the histograms and tickets at zero; they start so.
-	for _, z := range []Buffer{o.ghist, o.cnt, o.st} {
-		if err := c.Fill32(z, 0, 0); err != nil {
-			o.Free(c)
-			return nil, err
-		}
-	}
-	if err := c.Sync(); err != nil {
+	if o.RadixTopK, err = newRadixTopK(c, mod, s, sel, b); err != nil {
 		o.Free(c)
 		return nil, err
 	}
@@ -182,25 +259,9 @@ func (o *OracleStep) EnqueueScores(c *Ctx, s Stream, q, k Buffer, scale float32)
 	return c.Launch(o.probs, grid, blk, 0, s, o.L, o.part, o.SBlocks, sh.Context, sh.KVHeads, o.SChunk, sc, o.S)
 }
 
-// EnqueueTopK selects from the list scores in o.S into o.Idx: four radix
-// passes, the per-block counts and the ordered compaction.
+// EnqueueTopK selects from the list scores in o.S into o.Idx.
 func (o *OracleStep) EnqueueTopK(c *Ctx, s Stream) error {
-	sh := o.Shape
-	b := o.Budget
-	lo, hi := b.MiddleRange()
-	grid := Dim3{uint32(o.Blocks), uint32(sh.Lists(o.Sel)), uint32(sh.Batch)}
-	blk := Dim3{X: oracleThreads}
-	if b.Heavy > 0 {
-		for p := 0; p < 4; p++ {
-			if err := c.Launch(o.pass, grid, blk, 0, s, o.S, sh.Context, lo, hi, o.Chunk, b.Heavy, p, o.st, o.ghist, o.cnt); err != nil {
-				return err
-			}
-		}
-		if err := c.Launch(o.count, grid, blk, 0, s, o.S, sh.Context, lo, hi, o.Chunk, b.Heavy, o.st, o.base); err != nil {
-			return err
-		}
-	}
-	return c.Launch(o.compact, grid, blk, 0, s, o.S, sh.Context, lo, hi, o.Chunk, b.Heavy, o.st, o.base, b.Sink, b.Local, b.Total, o.Idx)
+	return o.EnqueueTopKOf(c, s, o.S, 1, o.Shape.Context)
 }
 
 // EnqueueSelect scores and selects: the lists land in o.Idx.
@@ -221,13 +282,6 @@ func (o *OracleStep) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 	return o.Dec.Enqueue(c, s, in)
 }
 
-// TopKBytes is the byte floor of the top-k alone: the list scores of the
-// middle range read once.
-func (o *OracleStep) TopKBytes() int64 {
-	lo, hi := o.Budget.MiddleRange()
-	return int64(o.Shape.Batch*o.Shape.Lists(o.Sel)) * int64(hi-lo) * 4
-}
-
 // StepBytes is the byte floor of one step: all of K once, the raw scores
 // written, the K/V rows of the lists, the lists, q and the output.
 func (o *OracleStep) StepBytes() int64 {
@@ -237,10 +291,13 @@ func (o *OracleStep) StepBytes() int64 {
 
 // Free releases the step's buffers.
 func (o *OracleStep) Free(c *Ctx) {
-	for _, b := range []Buffer{o.L, o.Idx, o.part, o.st, o.ghist, o.cnt, o.base} {
+	for _, b := range []Buffer{o.L, o.part} {
 		if b.Ptr != 0 {
 			c.Free(b)
 		}
+	}
+	if o.RadixTopK != nil {
+		o.RadixTopK.free(c)
 	}
 	if o.Sel == PerKVHead && o.S.Ptr != 0 {
 		c.Free(o.S)

@@ -49,6 +49,7 @@
 #define RBITS 8
 #define RBINS 256
 #define TUNR 4  // keys per thread per step of the top-k loops
+#define OINF __int_as_float(0x7f800000)  // +inf (no math.h under NVRTC)
 
 __device__ __forceinline__ float lo16(unsigned int w) {
 #if DTYPE_BF16
@@ -74,8 +75,8 @@ __device__ __forceinline__ float hi16(unsigned int w) {
 
 // Combine two (max, sum) softmax partials at scale s.
 __device__ __forceinline__ void smcombine(float& m, float& z, float m2, float z2, float s) {
-    if (m2 == -INFINITY) return;
-    if (m == -INFINITY) {
+    if (m2 == (-OINF)) return;
+    if (m == (-OINF)) {
         m = m2;
         z = z2;
         return;
@@ -104,7 +105,7 @@ oracle_scores(const float* __restrict__ q, const unsigned short* __restrict__ k,
     float* Lb = L + ((size_t)b * hq + kvh * GROUP) * (size_t)N;
     const int start = x * chunk, end = min(start + chunk, N);
 #if SHARED
-    float m = -INFINITY, z = 0.f;  // lane l16 < GROUP: head l16's running stats
+    float m = (-OINF), z = 0.f;  // lane l16 < GROUP: head l16's running stats
 #endif
     for (int j0 = start + warp * 2; j0 < end; j0 += (OT / 32) * 2) {
         const int j = j0 + half;
@@ -163,7 +164,7 @@ oracle_scores(const float* __restrict__ q, const unsigned short* __restrict__ k,
     __syncthreads();
     if (threadIdx.x < GROUP) {
         const int g = threadIdx.x;
-        float M = -INFINITY, Z = 0.f;
+        float M = (-OINF), Z = 0.f;
         for (int h = 0; h < OT / 16; h++) smcombine(M, Z, sm[h][g], sz[h][g], scale);
         float* p = part + (((size_t)b * hq + kvh * GROUP + g) * gridDim.x + x) * 2;
         p[0] = M;
@@ -184,7 +185,7 @@ oracle_probs(const float* __restrict__ L, const float* __restrict__ part, int ns
     const int hq = hkv * GROUP;
     for (int g = 0; g < GROUP; g++) {
         const float* p = part + ((size_t)b * hq + kvh * GROUP + g) * nsb * 2;
-        float M = -INFINITY, Z = 0.f;
+        float M = (-OINF), Z = 0.f;
         for (int i = threadIdx.x; i < nsb; i += OT) smcombine(M, Z, p[2 * i], p[2 * i + 1], scale);
         rm[threadIdx.x] = M;
         rz[threadIdx.x] = Z;
@@ -222,6 +223,13 @@ __device__ __forceinline__ unsigned int fkey(float f) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// sget is the score of position j: s[j / div] (div > 1: one score per
+// page of div positions, as Quest's).
+__device__ __forceinline__ float sget(const float* s, int j, int div) { return div == 1 ? s[j] : s[j / div]; }
+
+// The top-k kernels read the score of position j of list li at
+// S[li*sstride + j/div] (div = 1, sstride = N: a score per position).
+
 // topk_pass: grid (nblk, NL, B), block OT. Pass p (0..3) histograms
 // digit (key >> (24 - 8p)) & 255 of the keys of S [B][NL][N] in the
 // block's chunk of [lo, hi) whose bits above that digit equal the
@@ -229,7 +237,7 @@ __device__ __forceinline__ unsigned int fkey(float f) {
 // last block of each pass (pass 0 starts from (0, heavy)); ghist
 // [B][NL][RBINS] and cnt [B][NL] are zero between passes.
 extern "C" __global__ void __launch_bounds__(OT)
-topk_pass(const float* __restrict__ S, int N, int lo, int hi, int chunk, int heavy, int pass, unsigned int* st,
+topk_pass(const float* __restrict__ S, int div, int sstride, int N, int lo, int hi, int chunk, int heavy, int pass, unsigned int* st,
           int* ghist, unsigned int* cnt) {
     __shared__ int h[RBINS];
     __shared__ int amLast;
@@ -244,21 +252,25 @@ topk_pass(const float* __restrict__ S, int N, int lo, int hi, int chunk, int hea
     if (krem <= 0) return;  // nothing to select (uniform over the grid)
     h[threadIdx.x] = 0;
     __syncthreads();
-    const float* s = S + (size_t)li * N;
+    const float* s = S + (size_t)li * sstride;
     const int start = lo + x * chunk, end = min(start + chunk, hi);
     for (int j0 = start; j0 < end; j0 += OT * TUNR) {
         float v[TUNR];
 #pragma unroll
         for (int u = 0; u < TUNR; u++) {
             const int j = j0 + u * OT + threadIdx.x;
-            v[u] = j < end ? s[j] : 0.f;
+            v[u] = j < end ? sget(s, j, div) : 0.f;
         }
 #pragma unroll
         for (int u = 0; u < TUNR; u++) {
             const int j = j0 + u * OT + threadIdx.x;
             const unsigned int key = fkey(v[u]);
             const bool match = pass == 0 || (key >> (shift + RBITS)) == (prefix >> (shift + RBITS));
-            if (j < end && match) atomicAdd(&h[(key >> shift) & (RBINS - 1)], 1);
+            // Warp-aggregated: one shared atomic per distinct digit per
+            // warp (scores crowd into few top digits).
+            const int bin = j < end && match ? (int)((key >> shift) & (RBINS - 1)) : -1;
+            const unsigned int peers = __match_any_sync(0xffffffffu, bin);
+            if (bin >= 0 && (int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&h[bin], __popc(peers));
         }
     }
     __syncthreads();
@@ -313,17 +325,17 @@ __device__ __forceinline__ void blocksum2(int& a, int& b, int* red) {
 // topk_count: grid (nblk, NL, B), block OT. base [B][NL][nblk][2] = the
 // block's keys > T and == T, T = st's prefix after the four passes.
 extern "C" __global__ void __launch_bounds__(OT)
-topk_count(const float* __restrict__ S, int N, int lo, int hi, int chunk, int heavy, const unsigned int* __restrict__ st,
+topk_count(const float* __restrict__ S, int div, int sstride, int N, int lo, int hi, int chunk, int heavy, const unsigned int* __restrict__ st,
            int* __restrict__ base) {
     __shared__ int red[2 * OT / 32];
     const int x = blockIdx.x, li = blockIdx.z * gridDim.y + blockIdx.y;
     if (heavy <= 0) return;
     const unsigned int T = st[2 * li];
-    const float* s = S + (size_t)li * N;
+    const float* s = S + (size_t)li * sstride;
     const int start = lo + x * chunk, end = min(start + chunk, hi);
     int gt = 0, eq = 0;
     for (int j = start + threadIdx.x; j < end; j += OT) {
-        const unsigned int key = fkey(s[j]);
+        const unsigned int key = fkey(sget(s, j, div));
         gt += key > T;
         eq += key == T;
     }
@@ -338,7 +350,7 @@ topk_count(const float* __restrict__ S, int N, int lo, int hi, int chunk, int he
 // [B][NL][total]: sink positions, the selected middle positions in
 // ascending order, local positions.
 extern "C" __global__ void __launch_bounds__(OT)
-topk_compact(const float* __restrict__ S, int N, int lo, int hi, int chunk, int heavy, const unsigned int* __restrict__ st,
+topk_compact(const float* __restrict__ S, int div, int sstride, int N, int lo, int hi, int chunk, int heavy, const unsigned int* __restrict__ st,
              const int* __restrict__ base, int sink, int local, int total, int* __restrict__ idx) {
     __shared__ int red[2 * OT / 32];
     __shared__ int wgt[OT / 32], weq[OT / 32];
@@ -360,12 +372,12 @@ topk_compact(const float* __restrict__ S, int N, int lo, int hi, int chunk, int 
         eqRun += bo[2 * y + 1];
     }
     blocksum2(gtRun, eqRun, red);
-    const float* s = S + (size_t)li * N;
+    const float* s = S + (size_t)li * sstride;
     const int start = lo + x * chunk, end = min(start + chunk, hi);
     const unsigned int lt = (1u << lane) - 1u;
     for (int j0 = start; j0 < end; j0 += OT) {
         const int j = j0 + threadIdx.x;
-        const unsigned int key = j < end ? fkey(s[j]) : 0u;
+        const unsigned int key = j < end ? fkey(sget(s, j, div)) : 0u;
         const bool gt = j < end && key > T, eq = j < end && key == T;
         const unsigned int bg = __ballot_sync(0xffffffffu, gt), be = __ballot_sync(0xffffffffu, eq);
         if (lane == 0) {
@@ -387,6 +399,106 @@ topk_compact(const float* __restrict__ S, int N, int lo, int hi, int chunk, int 
         gtRun += tg;
         eqRun += te;
         __syncthreads();
+    }
+}
+
+// quest_pages (prefill): grid (P, HKV, B), block OT. Page p of KV head
+// covers keys [p*page, min((p+1)*page, N)); pl [B][HKV][P][2][HEAD_DIM]
+// (16-bit, the K dtype) = the channel minima, then maxima (exact: they
+// are keys' values).
+extern "C" __global__ void __launch_bounds__(OT)
+quest_pages(const unsigned short* __restrict__ k, int N, int page, unsigned short* __restrict__ pl) {
+    const int p = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, hkv = gridDim.y, np = gridDim.x;
+    const unsigned short* kb = k + ((size_t)b * hkv + kvh) * (size_t)N * HEAD_DIM;
+    unsigned short* out = pl + (((size_t)b * hkv + kvh) * np + p) * 2 * HEAD_DIM;
+    const int lo = p * page, hi = min(lo + page, N);
+    for (int c = threadIdx.x; c < HEAD_DIM; c += OT) {
+        unsigned short mn = kb[(size_t)lo * HEAD_DIM + c], mx = mn;
+        float fmn = lo16(mn), fmx = fmn;
+        for (int j = lo + 1; j < hi; j++) {
+            const unsigned short v = kb[(size_t)j * HEAD_DIM + c];
+            const float f = lo16(v);
+            if (f < fmn) {
+                fmn = f;
+                mn = v;
+            }
+            if (f > fmx) {
+                fmx = f;
+                mx = v;
+            }
+        }
+        out[c] = mn;
+        out[HEAD_DIM + c] = mx;
+    }
+}
+
+// quest_scores: grid (nblk, HKV, B), block OT; block x covers pages
+// [x*chunk, min((x+1)*chunk, P)), a half-warp scores one page per step.
+// pu [B][NL][P] = U = sum over channels c of (q_c >= 0 ? q_c*max_c :
+// q_c*min_c), per query head (SHARED 0) or summed over the group in head
+// order (SHARED 1); the current page (the last, cur) gets +inf.
+extern "C" __global__ void __launch_bounds__(OT)
+quest_scores(const float* __restrict__ q, const unsigned short* __restrict__ pl, int P, int hkv, int chunk,
+             float* __restrict__ pu) {
+    const int x = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, half = lane >> 4, l16 = lane & 15;
+    const int hq = hkv * GROUP;
+    float qr[GROUP][EPL];
+#pragma unroll
+    for (int g = 0; g < GROUP; g++)
+#pragma unroll
+        for (int i = 0; i < EPL; i++) qr[g][i] = q[((size_t)b * hq + kvh * GROUP + g) * HEAD_DIM + l16 * EPL + i];
+    const unsigned short* pb = pl + ((size_t)b * hkv + kvh) * (size_t)P * 2 * HEAD_DIM;
+    const int start = x * chunk, end = min(start + chunk, P);
+    for (int p0 = start + warp * 2; p0 < end; p0 += (OT / 32) * 2) {
+        const int p = p0 + half;
+        const bool ok = p < end;
+        unsigned int wn[EPL / 2], wx[EPL / 2];
+        if (ok) {
+            const unsigned short* rn = pb + (size_t)p * 2 * HEAD_DIM + l16 * EPL;
+            const unsigned short* rx = rn + HEAD_DIM;
+#if EPL == 8
+            const uint4 a = __ldg(reinterpret_cast<const uint4*>(rn)), c = __ldg(reinterpret_cast<const uint4*>(rx));
+            wn[0] = a.x; wn[1] = a.y; wn[2] = a.z; wn[3] = a.w;
+            wx[0] = c.x; wx[1] = c.y; wx[2] = c.z; wx[3] = c.w;
+#else
+            const uint2 a = __ldg(reinterpret_cast<const uint2*>(rn)), c = __ldg(reinterpret_cast<const uint2*>(rx));
+            wn[0] = a.x; wn[1] = a.y;
+            wx[0] = c.x; wx[1] = c.y;
+#endif
+        } else {
+#pragma unroll
+            for (int i = 0; i < EPL / 2; i++) wn[i] = wx[i] = 0u;
+        }
+        float u[GROUP];
+#pragma unroll
+        for (int g = 0; g < GROUP; g++) {
+            float a = 0.f;
+#pragma unroll
+            for (int i = 0; i < EPL / 2; i++) {
+                const float q0 = qr[g][2 * i], q1 = qr[g][2 * i + 1];
+                a = fmaf(q0, q0 >= 0.f ? lo16(wx[i]) : lo16(wn[i]), a);
+                a = fmaf(q1, q1 >= 0.f ? hi16(wx[i]) : hi16(wn[i]), a);
+            }
+#pragma unroll
+            for (int off = 8; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
+            u[g] = a;
+        }
+        if (ok) {
+            const bool cur = p == P - 1;
+#if SHARED
+            if (l16 == 0) {
+                float t = 0.f;
+#pragma unroll
+                for (int g = 0; g < GROUP; g++) t += u[g];
+                pu[((size_t)b * hkv + kvh) * P + p] = cur ? OINF : t;
+            }
+#else
+#pragma unroll
+            for (int g = 0; g < GROUP; g++)
+                if (l16 == g) pu[((size_t)b * hq + kvh * GROUP + g) * P + p] = cur ? OINF : u[g];
+#endif
+        }
     }
 }
 
