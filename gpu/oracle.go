@@ -3,7 +3,9 @@ package gpu
 import (
 	_ "embed"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/hbench/hbench/budget"
 )
@@ -27,8 +29,51 @@ func OracleDefines(s Shape, sel Selection) map[string]string {
 	}
 	return map[string]string{
 		"HEAD_DIM": strconv.Itoa(s.HeadDim), "GROUP": strconv.Itoa(s.Heads / s.KVHeads),
-		"SHARED": shared, "DTYPE_BF16": bf,
+		"SHARED": shared, "DTYPE_BF16": bf, "TUNR": strconv.Itoa(topk.Unroll),
 	}
+}
+
+// TopKTuning are the radix top-k's launch parameters.
+type TopKTuning struct {
+	// BlocksPerSM is the blocks per SM the lists of one call aim at
+	// (each list gets SMs*BlocksPerSM/lists blocks, within the chunk limits).
+	BlocksPerSM int
+	// Unroll is the items per thread per step of the histogram passes.
+	Unroll int
+}
+
+// topk is the tuning in force, from HBENCH_TOPK (see ParseTopKTuning).
+var topk = func() TopKTuning {
+	t, err := ParseTopKTuning(os.Getenv("HBENCH_TOPK"))
+	if err != nil {
+		panic(err)
+	}
+	return t
+}()
+
+// ParseTopKTuning returns the default top-k tuning (4 blocks per SM,
+// unroll 4) overridden by env ("bps=8,unr=8"), for A/B timings.
+func ParseTopKTuning(env string) (TopKTuning, error) {
+	t := TopKTuning{BlocksPerSM: 4, Unroll: 4}
+	if env == "" {
+		return t, nil
+	}
+	for _, kv := range strings.Split(env, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || n < 1 || n > 64 {
+			return t, fmt.Errorf("HBENCH_TOPK: %q is not key=integer in 1..64", kv)
+		}
+		switch k {
+		case "bps":
+			t.BlocksPerSM = n
+		case "unr":
+			t.Unroll = n
+		default:
+			return t, fmt.Errorf("HBENCH_TOPK: unknown key %q (bps, unr)", k)
+		}
+	}
+	return t, nil
 }
 
 // chunkPlan splits n items into at most want blocks of at least minChunk
@@ -68,12 +113,16 @@ type OracleStep struct {
 
 // RadixTopK selects sink + local + the top-k of each list's float
 // scores over the middle range (the CPU tie-break: higher score, then
-// lower position) into Idx.
+// lower position) into Idx. With Div > 1 a score covers Div consecutive
+// positions (Quest's pages) and is ranked once, weighted by its
+// positions in the middle range.
 type RadixTopK struct {
 	Shape  Shape
 	Sel    Selection
 	Budget budget.Budget
-	// Blocks and Chunk split each list's middle range.
+	Div    int
+	// Blocks and Chunk split each list's items (positions, or pages that
+	// meet the middle range).
 	Blocks, Chunk int
 	// Idx holds the lists [Batch][Lists][Budget.Total] (int32).
 	Idx                 Buffer
@@ -82,8 +131,8 @@ type RadixTopK struct {
 }
 
 // newRadixTopK allocates the top-k's buffers; mod is a loaded oracle.cu.
-func newRadixTopK(c *Ctx, mod *Module, s Shape, sel Selection, b budget.Budget) (*RadixTopK, error) {
-	t := &RadixTopK{Shape: s, Sel: sel, Budget: b}
+func newRadixTopK(c *Ctx, mod *Module, s Shape, sel Selection, b budget.Budget, div int) (*RadixTopK, error) {
+	t := &RadixTopK{Shape: s, Sel: sel, Budget: b, Div: div}
 	var err error
 	for _, f := range []struct {
 		p    **Func
@@ -94,8 +143,7 @@ func newRadixTopK(c *Ctx, mod *Module, s Shape, sel Selection, b budget.Budget) 
 		}
 	}
 	lists := s.Batch * s.Lists(sel)
-	lo, hi := b.MiddleRange()
-	t.Blocks, t.Chunk = chunkPlan(hi-lo, max(1, c.d.Props.SMs*4/lists), 4*oracleThreads, oracleThreads)
+	t.Blocks, t.Chunk = chunkPlan(t.Items(), max(1, c.d.Props.SMs*topk.BlocksPerSM/lists), 4*oracleThreads, oracleThreads)
 	for _, a := range []struct {
 		b *Buffer
 		n int64
@@ -125,11 +173,21 @@ func newRadixTopK(c *Ctx, mod *Module, s Shape, sel Selection, b budget.Budget) 
 	return t, nil
 }
 
-// EnqueueTopKOf selects from scores S into t.Idx: the score of position
-// j of list l is S[l*stride + j/div] (div > 1: one score per page of div
-// positions). Four radix passes, the per-block counts and the ordered
-// compaction.
-func (t *RadixTopK) EnqueueTopKOf(c *Ctx, s Stream, S Buffer, div, stride int) error {
+// Items is the number of ranked items of a list: the positions of the
+// middle range, or the pages of Div positions that meet it.
+func (t *RadixTopK) Items() int {
+	lo, hi := t.Budget.MiddleRange()
+	if hi <= lo {
+		return 0
+	}
+	return (hi-1)/t.Div + 1 - lo/t.Div
+}
+
+// EnqueueTopKOf selects from scores S into t.Idx: the score of item i
+// (positions [i*Div, (i+1)*Div)) of list l is S[l*stride + i]. Four
+// radix passes, the per-block weights and the ordered compaction.
+func (t *RadixTopK) EnqueueTopKOf(c *Ctx, s Stream, S Buffer, stride int) error {
+	div := t.Div
 	sh := t.Shape
 	b := t.Budget
 	lo, hi := b.MiddleRange()
@@ -137,22 +195,21 @@ func (t *RadixTopK) EnqueueTopKOf(c *Ctx, s Stream, S Buffer, div, stride int) e
 	blk := Dim3{X: oracleThreads}
 	if b.Heavy > 0 {
 		for p := 0; p < 4; p++ {
-			if err := c.Launch(t.pass, grid, blk, 0, s, S, div, stride, sh.Context, lo, hi, t.Chunk, b.Heavy, p, t.st, t.ghist, t.cnt); err != nil {
+			if err := c.Launch(t.pass, grid, blk, 0, s, S, div, stride, lo, hi, t.Chunk, b.Heavy, p, t.st, t.ghist, t.cnt); err != nil {
 				return err
 			}
 		}
-		if err := c.Launch(t.count, grid, blk, 0, s, S, div, stride, sh.Context, lo, hi, t.Chunk, b.Heavy, t.st, t.bas); err != nil {
+		if err := c.Launch(t.count, grid, blk, 0, s, S, div, stride, lo, hi, t.Chunk, b.Heavy, t.st, t.bas); err != nil {
 			return err
 		}
 	}
 	return c.Launch(t.compct, grid, blk, 0, s, S, div, stride, sh.Context, lo, hi, t.Chunk, b.Heavy, t.st, t.bas, b.Sink, b.Local, b.Total, t.Idx)
 }
 
-// TopKBytes is the byte floor of the top-k alone: the list scores of the
-// middle range read once.
+// TopKBytes is the byte floor of the top-k alone: the scores of the
+// items read once.
 func (t *RadixTopK) TopKBytes() int64 {
-	lo, hi := t.Budget.MiddleRange()
-	return int64(t.Shape.Batch*t.Shape.Lists(t.Sel)) * int64(hi-lo) * 4
+	return int64(t.Shape.Batch*t.Shape.Lists(t.Sel)) * int64(t.Items()) * 4
 }
 
 func (t *RadixTopK) free(c *Ctx) {
@@ -217,7 +274,7 @@ func NewOracleStep(c *Ctx, s Shape, sel Selection, b budget.Budget) (*OracleStep
 	if sel == PerHead {
 		o.S = o.L
 	}
-	if o.RadixTopK, err = newRadixTopK(c, mod, s, sel, b); err != nil {
+	if o.RadixTopK, err = newRadixTopK(c, mod, s, sel, b, 1); err != nil {
 		o.Free(c)
 		return nil, err
 	}
@@ -261,7 +318,7 @@ func (o *OracleStep) EnqueueScores(c *Ctx, s Stream, q, k Buffer, scale float32)
 
 // EnqueueTopK selects from the list scores in o.S into o.Idx.
 func (o *OracleStep) EnqueueTopK(c *Ctx, s Stream) error {
-	return o.EnqueueTopKOf(c, s, o.S, 1, o.Shape.Context)
+	return o.EnqueueTopKOf(c, s, o.S, o.Shape.Context)
 }
 
 // EnqueueSelect scores and selects: the lists land in o.Idx.

@@ -231,132 +231,142 @@ func TestOracleStepMatchesReference(t *testing.T) {
 			q = randQ(rng, s, 1)
 		}
 		vv := randKV(rng, s)
-		lists := s.Batch * s.Lists(sel)
-		L := make([]float32, s.Batch*s.Heads*s.Context)
-		S := make([]float32, lists*s.Context)
-		idx := make([]int32, lists*b.Total)
-		out := make([]float32, s.Batch*s.Heads*s.HeadDim)
-		var plan string
-		err := d.Do(func(c *Ctx) error {
-			o, err := NewOracleStep(c, s, sel, b)
-			if err != nil {
-				return err
-			}
-			defer o.Free(c)
-			plan = fmt.Sprintf("score %d×%d, top-k %d×%d", o.SBlocks, o.SChunk, o.Blocks, o.Chunk)
-			var in DecodeInputs
-			if in.Q, err = Upload(c, q); err != nil {
-				return err
-			}
-			defer c.Free(in.Q)
-			if in.K, err = Upload(c, kv.raw); err != nil {
-				return err
-			}
-			defer c.Free(in.K)
-			if in.V, err = Upload(c, vv.raw); err != nil {
-				return err
-			}
-			defer c.Free(in.V)
-			for _, p := range []Buffer{o.Idx, o.Dec.Out, o.L, o.S} {
-				if err := c.Poison(p); err != nil {
-					return err
-				}
-			}
-			// Twice: the passes must leave their state clean for the next call.
-			for i := 0; i < 2; i++ {
-				if err := o.Enqueue(c, 0, in); err != nil {
-					return err
-				}
-			}
-			if err := c.Sync(); err != nil {
-				return err
-			}
-			for _, dl := range []error{Download(c, L, o.L), Download(c, S, o.S), Download(c, idx, o.Idx), Download(c, out, o.Dec.Out)} {
-				if dl != nil {
-					return dl
-				}
-			}
-			return nil
-		})
+		checkOracleStep(t, d, name, s, sel, b, q, kv, vv, tc.ints)
+	}
+}
+
+// checkOracleStep runs the oracle step on the GPU and checks its scores
+// against float64 dot products, its lists against the radix top-k of its
+// own list scores (exactly) and against methods.Oracle (exactly when the
+// scores are exact, else as a multiset of CPU scores), and its output
+// against the float64 reference on its lists.
+func checkOracleStep(t *testing.T, d *Device, name string, s Shape, sel Selection, b budget.Budget, q []float32, kv, vv kvData, exact bool) {
+	t.Helper()
+	lists := s.Batch * s.Lists(sel)
+	L := make([]float32, s.Batch*s.Heads*s.Context)
+	S := make([]float32, lists*s.Context)
+	idx := make([]int32, lists*b.Total)
+	out := make([]float32, s.Batch*s.Heads*s.HeadDim)
+	var plan string
+	err := d.Do(func(c *Ctx) error {
+		o, err := NewOracleStep(c, s, sel, b)
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			return err
 		}
-		// Raw scores against float64 dot products.
-		var worst float64
-		for bb := 0; bb < s.Batch; bb++ {
-			for h := 0; h < s.Heads; h++ {
-				k := kv.mats[bb*s.KVHeads+h/(s.Heads/s.KVHeads)]
-				o := (bb*s.Heads + h) * s.HeadDim
-				for j := 0; j < s.Context; j++ {
-					var dot, mag float64
-					for i, x := range k.Row(j) {
-						dot += float64(q[o+i]) * float64(x)
-						mag += math.Abs(float64(q[o+i]) * float64(x))
-					}
-					got := float64(L[(bb*s.Heads+h)*s.Context+j])
-					e := math.Abs(got - dot)
-					if tc.ints && e != 0 || e > 1e-5*mag+1e-30 {
-						t.Fatalf("%s: score b%d h%d key %d = %g, want %g", name, bb, h, j, got, dot)
-					}
-					worst = max(worst, e/max(mag, 1e-30))
+		defer o.Free(c)
+		plan = fmt.Sprintf("score %d×%d, top-k %d×%d", o.SBlocks, o.SChunk, o.Blocks, o.Chunk)
+		var in DecodeInputs
+		if in.Q, err = Upload(c, q); err != nil {
+			return err
+		}
+		defer c.Free(in.Q)
+		if in.K, err = Upload(c, kv.raw); err != nil {
+			return err
+		}
+		defer c.Free(in.K)
+		if in.V, err = Upload(c, vv.raw); err != nil {
+			return err
+		}
+		defer c.Free(in.V)
+		for _, p := range []Buffer{o.Idx, o.Dec.Out, o.L, o.S} {
+			if err := c.Poison(p); err != nil {
+				return err
+			}
+		}
+		// Twice: the passes must leave their state clean for the next call.
+		for i := 0; i < 2; i++ {
+			if err := o.Enqueue(c, 0, in); err != nil {
+				return err
+			}
+		}
+		if err := c.Sync(); err != nil {
+			return err
+		}
+		for _, dl := range []error{Download(c, L, o.L), Download(c, S, o.S), Download(c, idx, o.Idx), Download(c, out, o.Dec.Out)} {
+			if dl != nil {
+				return dl
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	// Raw scores against float64 dot products.
+	var worst float64
+	for bb := 0; bb < s.Batch; bb++ {
+		for h := 0; h < s.Heads; h++ {
+			k := kv.mats[bb*s.KVHeads+h/(s.Heads/s.KVHeads)]
+			o := (bb*s.Heads + h) * s.HeadDim
+			for j := 0; j < s.Context; j++ {
+				var dot, mag float64
+				for i, x := range k.Row(j) {
+					dot += float64(q[o+i]) * float64(x)
+					mag += math.Abs(float64(q[o+i]) * float64(x))
 				}
-			}
-		}
-		cpu := cpuLists(t, "oracle", func(p any) { p.(*methods.OracleParams).Windows = true }, s, sel, q, kv, vv, b)
-		lo, hi := b.MiddleRange()
-		for li := 0; li < lists; li++ {
-			got := idx[li*b.Total : (li+1)*b.Total]
-			// 1. The radix select is exact on the GPU's own list scores.
-			gs := S[li*s.Context : (li+1)*s.Context]
-			want := b.Fixed(nil)[:b.Sink]
-			want, _ = methods.TopKIndices(gs, lo, hi, b.Heavy, want, nil)
-			for i := s.Context - b.Local; i < s.Context; i++ {
-				want = append(want, int32(i))
-			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("%s: list %d is not the top-k of the GPU scores\n got %v\nwant %v", name, li, got, want)
-			}
-			// 2. Against methods.Oracle: exact for exact scores, else the
-			// same multiset of CPU scores within rounding.
-			if tc.ints && sel == PerHead {
-				if !slices.Equal(got, cpu[li]) {
-					t.Fatalf("%s: list %d differs from methods.Oracle\n got %v\nwant %v", name, li, got, cpu[li])
+				got := float64(L[(bb*s.Heads+h)*s.Context+j])
+				e := math.Abs(got - dot)
+				if exact && e != 0 || e > 1e-5*mag+1e-30 {
+					t.Fatalf("%s: score b%d h%d key %d = %g, want %g", name, bb, h, j, got, dot)
 				}
-				continue
-			}
-			cs := cpuListScores(s, sel, q, kv, li/s.Lists(sel), li%s.Lists(sel))
-			a, w := sortedScores(cs, got), sortedScores(cs, cpu[li])
-			if a == nil || len(a) != len(w) {
-				t.Fatalf("%s: list %d: bad positions %v", name, li, got)
-			}
-			top := math.Max(math.Abs(w[0]), math.Abs(w[len(w)-1]))
-			for i := range a {
-				if math.Abs(a[i]-w[i]) > 1e-5*top {
-					t.Fatalf("%s: list %d: score multiset differs from methods.Oracle at %d: %g vs %g", name, li, i, a[i], w[i])
-				}
+				worst = max(worst, e/max(mag, 1e-30))
 			}
 		}
-		// Output against the float64 reference on the GPU's lists.
-		want := make([]float64, len(out))
-		g := s.Heads / s.KVHeads
-		scale := float32(1 / math.Sqrt(float64(s.HeadDim)))
-		for bb := 0; bb < s.Batch; bb++ {
-			for h := 0; h < s.Heads; h++ {
-				m := bb*s.KVHeads + h/g
-				o := (bb*s.Heads + h) * s.HeadDim
-				li := bb*s.KVHeads + h/g
-				if sel == PerHead {
-					li = bb*s.Heads + h
-				}
-				logits := attn.Logits(q[o:o+s.HeadDim], kv.mats[m], s.Context, scale, nil)
-				copy(want[o:o+s.HeadDim], attn.SparseOutput(logits, idx[li*b.Total:(li+1)*b.Total], vv.mats[m], nil))
+	}
+	cpu := cpuLists(t, "oracle", func(p any) { p.(*methods.OracleParams).Windows = true }, s, sel, q, kv, vv, b)
+	lo, hi := b.MiddleRange()
+	for li := 0; li < lists; li++ {
+		got := idx[li*b.Total : (li+1)*b.Total]
+		// 1. The radix select is exact on the GPU's own list scores.
+		gs := S[li*s.Context : (li+1)*s.Context]
+		want := b.Fixed(nil)[:b.Sink]
+		want, _ = methods.TopKIndices(gs, lo, hi, b.Heavy, want, nil)
+		for i := s.Context - b.Local; i < s.Context; i++ {
+			want = append(want, int32(i))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: list %d is not the top-k of the GPU scores\n got %v\nwant %v", name, li, got, want)
+		}
+		// 2. Against methods.Oracle: exact for exact scores, else the
+		// same multiset of CPU scores within rounding.
+		if exact && sel == PerHead {
+			if !slices.Equal(got, cpu[li]) {
+				t.Fatalf("%s: list %d differs from methods.Oracle\n got %v\nwant %v", name, li, got, cpu[li])
+			}
+			continue
+		}
+		cs := cpuListScores(s, sel, q, kv, li/s.Lists(sel), li%s.Lists(sel))
+		a, w := sortedScores(cs, got), sortedScores(cs, cpu[li])
+		if a == nil || len(a) != len(w) {
+			t.Fatalf("%s: list %d: bad positions %v", name, li, got)
+		}
+		top := math.Max(math.Abs(w[0]), math.Abs(w[len(w)-1]))
+		for i := range a {
+			if math.Abs(a[i]-w[i]) > 1e-5*top {
+				t.Fatalf("%s: list %d: score multiset differs from methods.Oracle at %d: %g vs %g", name, li, i, a[i], w[i])
 			}
 		}
-		if e := relErr(out, want); !(e < 1e-2) {
-			t.Errorf("%s: step output rel err %.2e", name, e)
-		} else {
-			t.Logf("%s: %s; scores rel err <= %.1e, lists = top-k of GPU scores, = methods.Oracle, output rel err %.1e", name, plan, worst, e)
+	}
+	// Output against the float64 reference on the GPU's lists.
+	want := make([]float64, len(out))
+	g := s.Heads / s.KVHeads
+	scale := float32(1 / math.Sqrt(float64(s.HeadDim)))
+	for bb := 0; bb < s.Batch; bb++ {
+		for h := 0; h < s.Heads; h++ {
+			m := bb*s.KVHeads + h/g
+			o := (bb*s.Heads + h) * s.HeadDim
+			li := bb*s.KVHeads + h/g
+			if sel == PerHead {
+				li = bb*s.Heads + h
+			}
+			logits := attn.Logits(q[o:o+s.HeadDim], kv.mats[m], s.Context, scale, nil)
+			copy(want[o:o+s.HeadDim], attn.SparseOutput(logits, idx[li*b.Total:(li+1)*b.Total], vv.mats[m], nil))
 		}
+	}
+	if e := relErr(out, want); !(e < 1e-2) {
+		t.Errorf("%s: step output rel err %.2e", name, e)
+	} else {
+		t.Logf("%s: %s; scores rel err <= %.1e, lists = top-k of GPU scores, = methods.Oracle, output rel err %.1e", name, plan, worst, e)
 	}
 }
 
@@ -441,66 +451,105 @@ func TestStreamStepMatchesReference(t *testing.T) {
 		b := tc.spec.Resolve(s.Context)
 		kv, vv := randKV(rng, s), randKV(rng, s)
 		q := randQ(rng, s, 1)
-		lists := s.Batch * s.Lists(sel)
-		idx := make([]int32, lists*b.Total)
-		out := make([]float32, s.Batch*s.Heads*s.HeadDim)
-		err := d.Do(func(c *Ctx) error {
-			st, err := NewStreamStep(c, s, sel, b)
-			if err != nil {
-				return err
-			}
-			defer st.Free(c)
-			var in DecodeInputs
-			if in.Q, err = Upload(c, q); err != nil {
-				return err
-			}
-			defer c.Free(in.Q)
-			if in.K, err = Upload(c, kv.raw); err != nil {
-				return err
-			}
-			defer c.Free(in.K)
-			if in.V, err = Upload(c, vv.raw); err != nil {
-				return err
-			}
-			defer c.Free(in.V)
-			if err := c.Poison(st.Idx); err != nil {
-				return err
-			}
-			if err := st.Enqueue(c, 0, in); err != nil {
-				return err
-			}
-			if err := c.Sync(); err != nil {
-				return err
-			}
-			if err := Download(c, idx, st.Idx); err != nil {
-				return err
-			}
-			return Download(c, out, st.Dec.Out)
-		})
+		checkStreamStep(t, d, s, sel, b, q, kv, vv)
+	}
+}
+
+// checkStreamStep runs the StreamingLLM step on the GPU and checks its
+// lists against methods.Streaming and its output against the float64
+// reference.
+func checkStreamStep(t *testing.T, d *Device, s Shape, sel Selection, b budget.Budget, q []float32, kv, vv kvData) {
+	t.Helper()
+	lists := s.Batch * s.Lists(sel)
+	idx := make([]int32, lists*b.Total)
+	out := make([]float32, s.Batch*s.Heads*s.HeadDim)
+	err := d.Do(func(c *Ctx) error {
+		st, err := NewStreamStep(c, s, sel, b)
 		if err != nil {
-			t.Fatalf("%+v: %v", s, err)
+			return err
 		}
-		cpu := cpuLists(t, "streaming", nil, s, sel, q, kv, vv, b)
-		for li := 0; li < lists; li++ {
-			if got := idx[li*b.Total : (li+1)*b.Total]; !slices.Equal(got, cpu[li]) {
-				t.Fatalf("%+v %v list %d:\n got %v\nwant %v", s, sel, li, got, cpu[li])
-			}
+		defer st.Free(c)
+		var in DecodeInputs
+		if in.Q, err = Upload(c, q); err != nil {
+			return err
 		}
-		want := make([]float64, len(out))
-		g := s.Heads / s.KVHeads
-		scale := float32(1 / math.Sqrt(float64(s.HeadDim)))
-		for bb := 0; bb < s.Batch; bb++ {
-			for h := 0; h < s.Heads; h++ {
-				m := bb*s.KVHeads + h/g
-				o := (bb*s.Heads + h) * s.HeadDim
-				logits := attn.Logits(q[o:o+s.HeadDim], kv.mats[m], s.Context, scale, nil)
-				copy(want[o:o+s.HeadDim], attn.SparseOutput(logits, cpu[0], vv.mats[m], nil))
-			}
+		defer c.Free(in.Q)
+		if in.K, err = Upload(c, kv.raw); err != nil {
+			return err
 		}
-		if e := relErr(out, want); !(e < 1e-2) {
-			t.Errorf("%+v %v: output rel err %.2e", s, sel, e)
-		} else {
-			t.Logf("%+v %v budget %+v: lists = methods.Streaming, output rel err %.1e", s, sel, b, e)
+		defer c.Free(in.K)
+		if in.V, err = Upload(c, vv.raw); err != nil {
+			return err
+		}
+		defer c.Free(in.V)
+		if err := c.Poison(st.Idx); err != nil {
+			return err
+		}
+		if err := st.Enqueue(c, 0, in); err != nil {
+			return err
+		}
+		if err := c.Sync(); err != nil {
+			return err
+		}
+		if err := Download(c, idx, st.Idx); err != nil {
+			return err
+		}
+		return Download(c, out, st.Dec.Out)
+	})
+	if err != nil {
+		t.Fatalf("%+v: %v", s, err)
+	}
+	cpu := cpuLists(t, "streaming", nil, s, sel, q, kv, vv, b)
+	for li := 0; li < lists; li++ {
+		if got := idx[li*b.Total : (li+1)*b.Total]; !slices.Equal(got, cpu[li]) {
+			t.Fatalf("%+v %v list %d:\n got %v\nwant %v", s, sel, li, got, cpu[li])
+		}
+	}
+	want := make([]float64, len(out))
+	g := s.Heads / s.KVHeads
+	scale := float32(1 / math.Sqrt(float64(s.HeadDim)))
+	for bb := 0; bb < s.Batch; bb++ {
+		for h := 0; h < s.Heads; h++ {
+			m := bb*s.KVHeads + h/g
+			o := (bb*s.Heads + h) * s.HeadDim
+			logits := attn.Logits(q[o:o+s.HeadDim], kv.mats[m], s.Context, scale, nil)
+			copy(want[o:o+s.HeadDim], attn.SparseOutput(logits, cpu[0], vv.mats[m], nil))
+		}
+	}
+	if e := relErr(out, want); !(e < 1e-2) {
+		t.Errorf("%+v %v: output rel err %.2e", s, sel, e)
+	} else {
+		t.Logf("%+v %v budget %+v: lists = methods.Streaming, output rel err %.1e", s, sel, b, e)
+	}
+}
+
+func TestRadixTopKItems(t *testing.T) {
+	for _, tc := range []struct{ n, sink, local, div int }{
+		{100, 0, 0, 1}, {100, 4, 16, 1}, {100, 4, 16, 16}, {5001, 1, 3, 7}, {10, 0, 0, 16}, {40, 4, 36, 8}, {33, 16, 1, 16},
+	} {
+		b := budget.Budget{N: tc.n, Sink: tc.sink, Local: tc.local}
+		r := &RadixTopK{Budget: b, Div: tc.div}
+		lo, hi := b.MiddleRange()
+		pages := map[int]bool{}
+		for j := lo; j < hi; j++ {
+			pages[j/tc.div] = true
+		}
+		if r.Items() != len(pages) {
+			t.Errorf("%+v: Items() = %d, want %d", tc, r.Items(), len(pages))
+		}
+	}
+}
+
+func TestParseTopKTuning(t *testing.T) {
+	if tt, err := ParseTopKTuning(""); err != nil || tt != (TopKTuning{4, 4}) {
+		t.Errorf("default %+v, %v", tt, err)
+	}
+	if tt, err := ParseTopKTuning("bps=8, unr=2"); err != nil || tt != (TopKTuning{8, 2}) {
+		t.Errorf("override %+v, %v", tt, err)
+	}
+	for _, bad := range []string{"bps", "bps=0", "unr=x", "blocks=4"} {
+		if _, err := ParseTopKTuning(bad); err == nil {
+			t.Errorf("%q: no error", bad)
 		}
 	}
 }

@@ -10,9 +10,11 @@ import (
 // labels): page labels (channel min and max of the keys of each page of
 // Page tokens) built at prefill; per step the page bounds U = Σ_c
 // max(q_c·max_c, q_c·min_c) (the current page +inf), the radix top-k of
-// the positions by their page's U (whole pages by U, ties to the lower
-// page, the last page taken truncated to its leading positions), then the
-// sparse decode. With PerKVHead the group's bounds are summed.
+// the pages that meet the middle range by U, each weighted by its
+// positions there (whole pages by U, ties to the lower page, the last
+// page taken truncated to its leading positions: the CPU rule), index
+// expansion to positions, then the sparse decode. With PerKVHead the
+// group's bounds are summed.
 type QuestStep struct {
 	Shape  Shape
 	Sel    Selection
@@ -63,7 +65,7 @@ func NewQuestStep(c *Ctx, s Shape, sel Selection, page int, b budget.Budget) (*Q
 		q.Free(c)
 		return nil, err
 	}
-	if q.RadixTopK, err = newRadixTopK(c, mod, s, sel, b); err != nil {
+	if q.RadixTopK, err = newRadixTopK(c, mod, s, sel, b, page); err != nil {
 		q.Free(c)
 		return nil, err
 	}
@@ -87,7 +89,7 @@ func (q *QuestStep) EnqueueSelect(c *Ctx, s Stream, in DecodeInputs) error {
 	if err := c.Launch(q.scores, grid, Dim3{X: oracleThreads}, 0, s, in.Q, q.PL, q.Pages, sh.KVHeads, q.PChunk, q.PU); err != nil {
 		return err
 	}
-	return q.EnqueueTopKOf(c, s, q.PU, q.Page, q.Pages)
+	return q.EnqueueTopKOf(c, s, q.PU, q.Pages)
 }
 
 // Enqueue runs the whole step (the page labels must be built): select,

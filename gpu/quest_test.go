@@ -89,116 +89,126 @@ func TestQuestStepMatchesReference(t *testing.T) {
 			kv, q = randKV(rng, s), randQ(rng, s, 1)
 		}
 		vv := randKV(rng, s)
-		lists := s.Batch * s.Lists(sel)
-		np := (s.Context + tc.page - 1) / tc.page
-		pl := make([]uint16, s.Batch*s.KVHeads*np*2*s.HeadDim)
-		pu := make([]float32, lists*np)
-		idx := make([]int32, lists*b.Total)
-		out := make([]float32, s.Batch*s.Heads*s.HeadDim)
-		err := d.Do(func(c *Ctx) error {
-			qs, err := NewQuestStep(c, s, sel, tc.page, b)
-			if err != nil {
-				return err
-			}
-			defer qs.Free(c)
-			var in DecodeInputs
-			if in.Q, err = Upload(c, q); err != nil {
-				return err
-			}
-			defer c.Free(in.Q)
-			if in.K, err = Upload(c, kv.raw); err != nil {
-				return err
-			}
-			defer c.Free(in.K)
-			if in.V, err = Upload(c, vv.raw); err != nil {
-				return err
-			}
-			defer c.Free(in.V)
-			for _, p := range []Buffer{qs.Idx, qs.Dec.Out, qs.PL, qs.PU} {
-				if err := c.Poison(p); err != nil {
-					return err
-				}
-			}
-			if err := qs.EnqueuePages(c, 0, in.K); err != nil {
-				return err
-			}
-			for i := 0; i < 2; i++ {
-				if err := qs.Enqueue(c, 0, in); err != nil {
-					return err
-				}
-			}
-			if err := c.Sync(); err != nil {
-				return err
-			}
-			for _, dl := range []error{Download(c, pl, qs.PL), Download(c, pu, qs.PU), Download(c, idx, qs.Idx), Download(c, out, qs.Dec.Out)} {
-				if dl != nil {
-					return dl
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		// Page labels: exact channel minima and maxima.
-		for m := 0; m < s.Batch*s.KVHeads; m++ {
-			for p := 0; p < np; p++ {
-				for c := 0; c < s.HeadDim; c++ {
-					mn, mx := float32(math.Inf(1)), float32(math.Inf(-1))
-					for j := p * tc.page; j < min((p+1)*tc.page, s.Context); j++ {
-						x := kv.mats[m].Row(j)[c]
-						mn, mx = min(mn, x), max(mx, x)
-					}
-					o := ((m*np+p)*2)*s.HeadDim + c
-					if g, h := kvValue(s, pl[o]), kvValue(s, pl[o+s.HeadDim]); g != mn || h != mx {
-						t.Fatalf("%s: labels of kv %d page %d channel %d = [%g, %g], want [%g, %g]", name, m, p, c, g, h, mn, mx)
-					}
-				}
-			}
-		}
-		cpu := cpuLists(t, "quest", func(p any) { p.(*methods.QuestParams).Page = tc.page }, s, sel, q, kv, vv, b)
-		lo, hi := b.MiddleRange()
-		gs := make([]float32, s.Context)
-		for li := 0; li < lists; li++ {
-			got := idx[li*b.Total : (li+1)*b.Total]
-			for j := range gs {
-				gs[j] = pu[li*np+j/tc.page]
-			}
-			want := b.Fixed(nil)[:b.Sink]
-			want, _ = methods.TopKIndices(gs, lo, hi, b.Heavy, want, nil)
-			for i := s.Context - b.Local; i < s.Context; i++ {
-				want = append(want, int32(i))
-			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("%s: list %d is not the top-k of the GPU page bounds\n got %v\nwant %v", name, li, got, want)
-			}
-			cs := cpuQuestScores(s, sel, tc.page, q, kv, li/s.Lists(sel), li%s.Lists(sel))
-			for p := 0; p < np; p++ {
-				w, g := cs[p*tc.page], float64(pu[li*np+p])
-				if tc.ints && g != w || math.Abs(g-w) > 1e-4*math.Max(1, math.Abs(w)) && !math.IsInf(w, 1) || math.IsInf(w, 1) != math.IsInf(g, 1) {
-					t.Fatalf("%s: list %d page %d bound %g, want %g", name, li, p, g, w)
-				}
-			}
-			if tc.ints {
-				if !slices.Equal(got, cpu[li]) {
-					t.Fatalf("%s: list %d differs from methods.Quest\n got %v\nwant %v", name, li, got, cpu[li])
-				}
-				continue
-			}
-			a, w := make([]float64, len(got)), make([]float64, len(got))
-			for i := range got {
-				a[i], w[i] = cs[got[i]], cs[cpu[li][i]]
-			}
-			slices.Sort(a)
-			slices.Sort(w)
-			for i := range a {
-				if !(a[i] == w[i] || math.Abs(a[i]-w[i]) <= 1e-4*math.Max(1, math.Abs(w[i]))) {
-					t.Fatalf("%s: list %d: score multiset differs from methods.Quest at %d: %g vs %g", name, li, i, a[i], w[i])
-				}
-			}
-		}
-		t.Logf("%s: %d pages, labels exact, lists = top-k of GPU bounds and = methods.Quest (as score multiset)", name, np)
+		checkQuestStep(t, d, name, s, sel, tc.page, b, q, kv, vv, tc.ints)
 	}
+}
+
+// checkQuestStep runs the Quest step on the GPU and checks its page
+// labels (exactly), its page bounds against float64 ones, its lists
+// against the radix top-k of its own bounds (exactly) and against
+// methods.Quest (exactly when the bounds are exact, else as a multiset of
+// CPU scores).
+func checkQuestStep(t *testing.T, d *Device, name string, s Shape, sel Selection, page int, b budget.Budget, q []float32, kv, vv kvData, exact bool) {
+	t.Helper()
+	lists := s.Batch * s.Lists(sel)
+	np := (s.Context + page - 1) / page
+	pl := make([]uint16, s.Batch*s.KVHeads*np*2*s.HeadDim)
+	pu := make([]float32, lists*np)
+	idx := make([]int32, lists*b.Total)
+	out := make([]float32, s.Batch*s.Heads*s.HeadDim)
+	err := d.Do(func(c *Ctx) error {
+		qs, err := NewQuestStep(c, s, sel, page, b)
+		if err != nil {
+			return err
+		}
+		defer qs.Free(c)
+		var in DecodeInputs
+		if in.Q, err = Upload(c, q); err != nil {
+			return err
+		}
+		defer c.Free(in.Q)
+		if in.K, err = Upload(c, kv.raw); err != nil {
+			return err
+		}
+		defer c.Free(in.K)
+		if in.V, err = Upload(c, vv.raw); err != nil {
+			return err
+		}
+		defer c.Free(in.V)
+		for _, p := range []Buffer{qs.Idx, qs.Dec.Out, qs.PL, qs.PU} {
+			if err := c.Poison(p); err != nil {
+				return err
+			}
+		}
+		if err := qs.EnqueuePages(c, 0, in.K); err != nil {
+			return err
+		}
+		for i := 0; i < 2; i++ {
+			if err := qs.Enqueue(c, 0, in); err != nil {
+				return err
+			}
+		}
+		if err := c.Sync(); err != nil {
+			return err
+		}
+		for _, dl := range []error{Download(c, pl, qs.PL), Download(c, pu, qs.PU), Download(c, idx, qs.Idx), Download(c, out, qs.Dec.Out)} {
+			if dl != nil {
+				return dl
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	// Page labels: exact channel minima and maxima.
+	for m := 0; m < s.Batch*s.KVHeads; m++ {
+		for p := 0; p < np; p++ {
+			for c := 0; c < s.HeadDim; c++ {
+				mn, mx := float32(math.Inf(1)), float32(math.Inf(-1))
+				for j := p * page; j < min((p+1)*page, s.Context); j++ {
+					x := kv.mats[m].Row(j)[c]
+					mn, mx = min(mn, x), max(mx, x)
+				}
+				o := ((m*np+p)*2)*s.HeadDim + c
+				if g, h := kvValue(s, pl[o]), kvValue(s, pl[o+s.HeadDim]); g != mn || h != mx {
+					t.Fatalf("%s: labels of kv %d page %d channel %d = [%g, %g], want [%g, %g]", name, m, p, c, g, h, mn, mx)
+				}
+			}
+		}
+	}
+	cpu := cpuLists(t, "quest", func(p any) { p.(*methods.QuestParams).Page = page }, s, sel, q, kv, vv, b)
+	lo, hi := b.MiddleRange()
+	gs := make([]float32, s.Context)
+	for li := 0; li < lists; li++ {
+		got := idx[li*b.Total : (li+1)*b.Total]
+		for j := range gs {
+			gs[j] = pu[li*np+j/page]
+		}
+		want := b.Fixed(nil)[:b.Sink]
+		want, _ = methods.TopKIndices(gs, lo, hi, b.Heavy, want, nil)
+		for i := s.Context - b.Local; i < s.Context; i++ {
+			want = append(want, int32(i))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: list %d is not the top-k of the GPU page bounds\n got %v\nwant %v", name, li, got, want)
+		}
+		cs := cpuQuestScores(s, sel, page, q, kv, li/s.Lists(sel), li%s.Lists(sel))
+		for p := 0; p < np; p++ {
+			w, g := cs[p*page], float64(pu[li*np+p])
+			if exact && g != w || math.Abs(g-w) > 1e-4*math.Max(1, math.Abs(w)) && !math.IsInf(w, 1) || math.IsInf(w, 1) != math.IsInf(g, 1) {
+				t.Fatalf("%s: list %d page %d bound %g, want %g", name, li, p, g, w)
+			}
+		}
+		if exact {
+			if !slices.Equal(got, cpu[li]) {
+				t.Fatalf("%s: list %d differs from methods.Quest\n got %v\nwant %v", name, li, got, cpu[li])
+			}
+			continue
+		}
+		a, w := make([]float64, len(got)), make([]float64, len(got))
+		for i := range got {
+			a[i], w[i] = cs[got[i]], cs[cpu[li][i]]
+		}
+		slices.Sort(a)
+		slices.Sort(w)
+		for i := range a {
+			if !(a[i] == w[i] || math.Abs(a[i]-w[i]) <= 1e-4*math.Max(1, math.Abs(w[i]))) {
+				t.Fatalf("%s: list %d: score multiset differs from methods.Quest at %d: %g vs %g", name, li, i, a[i], w[i])
+			}
+		}
+	}
+	t.Logf("%s: %d pages, labels exact, lists = top-k of GPU bounds and = methods.Quest", name, np)
 }
 
 // kvValue is the float value of a 16-bit K/V element of the shape's dtype.

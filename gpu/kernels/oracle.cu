@@ -1,6 +1,7 @@
-// Oracle and StreamingLLM selection on the GPU: exact q·K scores, a radix
-// (AIR-style) top-k over float scores with the CPU tie-break, and the
-// sink + recent-window lists; the sparse decode of decode.cu follows.
+// Oracle, Quest and StreamingLLM selection on the GPU: exact q·K scores,
+// Quest's page labels and bounds, a radix (AIR-style) top-k over float
+// scores with the CPU tie-break, and the sink + recent-window lists; the
+// sparse decode of decode.cu follows.
 //
 // Specialised by defines:
 //   HEAD_DIM   64 or 128
@@ -9,6 +10,7 @@
 //              probabilities (methods.Oracle with Options.Shared); 0: one
 //              list per query head on the raw score q·k
 //   DTYPE_BF16 1 for bf16 keys, 0 for fp16
+//   TUNR       items per thread per step of topk_pass (default 4)
 //
 // Scores: oracle_scores writes L [B][HQ][N] = q·k (fp32 q, 16-bit k, fp32
 // sums). With SHARED it also writes per block and head the pair (max,
@@ -16,20 +18,23 @@
 // to each head's softmax statistics and writes S [B][HKV][N] = the sum
 // over the group of exp((L - max)·scale) / Z, as methods.Oracle does.
 //
-// Radix top-k of each list's scores over [lo, hi): a score's key is its
-// float bits mapped to an order-preserving uint32 (-0 taken as +0, so
-// equal floats have equal keys). Four passes of 8 bits (topk_pass), each a
-// per-block shared-memory histogram of the keys whose higher bits equal
-// the prefix chosen so far, added into one global histogram per list;
-// the last block of the pass (atomic ticket) finds the digit where the
-// count from the top reaches the remaining k and updates the list's state
-// (prefix, remaining k), then clears the histogram and ticket for the
-// next pass. After four passes the prefix is the threshold key T and the
-// remaining k is r, the number of keys equal to T to take. topk_count
-// counts the keys > T and == T of each block; topk_compact rescans its
-// chunk in order and writes key j to slot sink + gt_before(j) +
-// min(eq_before(j), r): each list is ascending, and equals
-// methods.TopKIndices (score desc, then position asc).
+// Radix top-k of each list's scores over the positions [lo, hi): a
+// score's key is its float bits mapped to an order-preserving uint32 (-0
+// taken as +0, so equal floats have equal keys). The kernels rank items
+// (a position, or for Quest a page of positions with one score, weighted
+// by its positions in [lo, hi)). Four passes of 8 bits (topk_pass), each
+// a per-block shared-memory histogram, by weight, of the keys whose
+// higher bits equal the prefix chosen so far, added into one global
+// histogram per list; the last block of the pass (atomic ticket) finds
+// the digit where the weight from the top reaches the remaining k and
+// updates the list's state (prefix, remaining k), then clears the
+// histogram and ticket for the next pass. After four passes the prefix
+// is the threshold key T and the remaining k is r, the number of
+// positions of key T to take. topk_count sums the weights of keys > T and
+// == T of each block; topk_compact rescans its chunk in order and writes
+// the positions of an item at slot sink + gt_before + min(eq_before, r)
+// on: each list is ascending, and equals methods.TopKIndices over the
+// positions (score desc, then position asc).
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 128
@@ -48,7 +53,9 @@
 #define OT 256               // threads of every kernel here
 #define RBITS 8
 #define RBINS 256
-#define TUNR 4  // keys per thread per step of the top-k loops
+#ifndef TUNR
+#define TUNR 4  // items per thread per step of topk_pass (loads in flight)
+#endif
 #define OINF __int_as_float(0x7f800000)  // +inf (no math.h under NVRTC)
 
 __device__ __forceinline__ float lo16(unsigned int w) {
@@ -223,21 +230,31 @@ __device__ __forceinline__ unsigned int fkey(float f) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// sget is the score of position j: s[j / div] (div > 1: one score per
-// page of div positions, as Quest's).
-__device__ __forceinline__ float sget(const float* s, int j, int div) { return div == 1 ? s[j] : s[j / div]; }
+// The top-k kernels rank items: item i of list li has the score
+// S[li*sstride + i] and covers the positions [max(lo, i*div),
+// min(hi, (i+1)*div)), its weight. div = 1: an item per position (the
+// oracle); div > 1: an item per page of div positions that meets [lo, hi)
+// (Quest), so a page is counted once with its weight rather than once per
+// position. Items of list li run from lo/div to (hi-1)/div; block x
+// covers items [ilo + x*chunk, min(ilo + (x+1)*chunk, ihi)).
+struct Items {
+    int lo, hi, div, ilo, ihi;
+    __device__ __forceinline__ Items(int lo_, int hi_, int div_) : lo(lo_), hi(hi_), div(div_) {
+        ilo = lo / div;
+        ihi = hi > lo ? (hi - 1) / div + 1 : ilo;
+    }
+    __device__ __forceinline__ int first(int i) const { return max(lo, i * div); }
+    __device__ __forceinline__ int weight(int i) const { return min(hi, (i + 1) * div) - first(i); }
+};
 
-// The top-k kernels read the score of position j of list li at
-// S[li*sstride + j/div] (div = 1, sstride = N: a score per position).
-
-// topk_pass: grid (nblk, NL, B), block OT. Pass p (0..3) histograms
-// digit (key >> (24 - 8p)) & 255 of the keys of S [B][NL][N] in the
-// block's chunk of [lo, hi) whose bits above that digit equal the
-// list's prefix; st [B][NL][2] = (prefix, remaining k), written by the
-// last block of each pass (pass 0 starts from (0, heavy)); ghist
-// [B][NL][RBINS] and cnt [B][NL] are zero between passes.
+// topk_pass: grid (nblk, NL, B), block OT. Pass p (0..3) histograms, by
+// weight, digit (key >> (24 - 8p)) & 255 of the keys of the block's items
+// whose bits above that digit equal the list's prefix; st [B][NL][2] =
+// (prefix, remaining k), written by the last block of each pass (pass 0
+// starts from (0, heavy)); ghist [B][NL][RBINS] and cnt [B][NL] are zero
+// between passes.
 extern "C" __global__ void __launch_bounds__(OT)
-topk_pass(const float* __restrict__ S, int div, int sstride, int N, int lo, int hi, int chunk, int heavy, int pass, unsigned int* st,
+topk_pass(const float* __restrict__ S, int div, int sstride, int lo, int hi, int chunk, int heavy, int pass, unsigned int* st,
           int* ghist, unsigned int* cnt) {
     __shared__ int h[RBINS];
     __shared__ int amLast;
@@ -253,24 +270,29 @@ topk_pass(const float* __restrict__ S, int div, int sstride, int N, int lo, int 
     h[threadIdx.x] = 0;
     __syncthreads();
     const float* s = S + (size_t)li * sstride;
-    const int start = lo + x * chunk, end = min(start + chunk, hi);
-    for (int j0 = start; j0 < end; j0 += OT * TUNR) {
+    const Items it(lo, hi, div);
+    const int start = it.ilo + x * chunk, end = min(start + chunk, it.ihi);
+    for (int i0 = start; i0 < end; i0 += OT * TUNR) {
         float v[TUNR];
 #pragma unroll
         for (int u = 0; u < TUNR; u++) {
-            const int j = j0 + u * OT + threadIdx.x;
-            v[u] = j < end ? sget(s, j, div) : 0.f;
+            const int i = i0 + u * OT + threadIdx.x;
+            v[u] = i < end ? s[i] : 0.f;
         }
 #pragma unroll
         for (int u = 0; u < TUNR; u++) {
-            const int j = j0 + u * OT + threadIdx.x;
+            const int i = i0 + u * OT + threadIdx.x;
             const unsigned int key = fkey(v[u]);
             const bool match = pass == 0 || (key >> (shift + RBITS)) == (prefix >> (shift + RBITS));
-            // Warp-aggregated: one shared atomic per distinct digit per
-            // warp (scores crowd into few top digits).
-            const int bin = j < end && match ? (int)((key >> shift) & (RBINS - 1)) : -1;
-            const unsigned int peers = __match_any_sync(0xffffffffu, bin);
-            if (bin >= 0 && (int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&h[bin], __popc(peers));
+            const int bin = i < end && match ? (int)((key >> shift) & (RBINS - 1)) : -1;
+            if (div == 1) {
+                // Warp-aggregated: one shared atomic per distinct digit per
+                // warp (scores crowd into few top digits).
+                const unsigned int peers = __match_any_sync(0xffffffffu, bin);
+                if (bin >= 0 && (int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&h[bin], __popc(peers));
+            } else if (bin >= 0) {
+                atomicAdd(&h[bin], it.weight(i));
+            }
         }
     }
     __syncthreads();
@@ -323,21 +345,24 @@ __device__ __forceinline__ void blocksum2(int& a, int& b, int* red) {
 }
 
 // topk_count: grid (nblk, NL, B), block OT. base [B][NL][nblk][2] = the
-// block's keys > T and == T, T = st's prefix after the four passes.
+// weights of the block's items with keys > T and == T, T = st's prefix
+// after the four passes.
 extern "C" __global__ void __launch_bounds__(OT)
-topk_count(const float* __restrict__ S, int div, int sstride, int N, int lo, int hi, int chunk, int heavy, const unsigned int* __restrict__ st,
-           int* __restrict__ base) {
+topk_count(const float* __restrict__ S, int div, int sstride, int lo, int hi, int chunk, int heavy,
+           const unsigned int* __restrict__ st, int* __restrict__ base) {
     __shared__ int red[2 * OT / 32];
     const int x = blockIdx.x, li = blockIdx.z * gridDim.y + blockIdx.y;
     if (heavy <= 0) return;
     const unsigned int T = st[2 * li];
     const float* s = S + (size_t)li * sstride;
-    const int start = lo + x * chunk, end = min(start + chunk, hi);
+    const Items it(lo, hi, div);
+    const int start = it.ilo + x * chunk, end = min(start + chunk, it.ihi);
     int gt = 0, eq = 0;
-    for (int j = start + threadIdx.x; j < end; j += OT) {
-        const unsigned int key = fkey(sget(s, j, div));
-        gt += key > T;
-        eq += key == T;
+    for (int i = start + threadIdx.x; i < end; i += OT) {
+        const unsigned int key = fkey(s[i]);
+        const int w = it.weight(i);
+        gt += key > T ? w : 0;
+        eq += key == T ? w : 0;
     }
     blocksum2(gt, eq, red);
     if (threadIdx.x == 0) {
@@ -348,10 +373,14 @@ topk_count(const float* __restrict__ S, int div, int sstride, int N, int lo, int
 
 // topk_compact: grid (nblk, NL, B), block OT. Writes the lists idx
 // [B][NL][total]: sink positions, the selected middle positions in
-// ascending order, local positions.
+// ascending order, local positions. An item with key > T writes all its
+// positions from slot sink + gt_before + min(eq_before, r); one with key
+// == T its first min(weight, r - eq_before) positions from sink +
+// gt_before + eq_before (weights before it in position order).
 extern "C" __global__ void __launch_bounds__(OT)
-topk_compact(const float* __restrict__ S, int div, int sstride, int N, int lo, int hi, int chunk, int heavy, const unsigned int* __restrict__ st,
-             const int* __restrict__ base, int sink, int local, int total, int* __restrict__ idx) {
+topk_compact(const float* __restrict__ S, int div, int sstride, int N, int lo, int hi, int chunk, int heavy,
+             const unsigned int* __restrict__ st, const int* __restrict__ base, int sink, int local, int total,
+             int* __restrict__ idx) {
     __shared__ int red[2 * OT / 32];
     __shared__ int wgt[OT / 32], weq[OT / 32];
     const int x = blockIdx.x, li = blockIdx.z * gridDim.y + blockIdx.y;
@@ -364,7 +393,7 @@ topk_compact(const float* __restrict__ S, int div, int sstride, int N, int lo, i
     if (heavy <= 0) return;
     const unsigned int T = st[2 * li];
     const int r = (int)st[2 * li + 1];
-    // Keys > T and == T in the blocks before this one.
+    // Weights > T and == T in the blocks before this one.
     int gtRun = 0, eqRun = 0;
     const int* bo = base + (size_t)li * gridDim.x * 2;
     for (int y = threadIdx.x; y < x; y += OT) {
@@ -373,19 +402,34 @@ topk_compact(const float* __restrict__ S, int div, int sstride, int N, int lo, i
     }
     blocksum2(gtRun, eqRun, red);
     const float* s = S + (size_t)li * sstride;
-    const int start = lo + x * chunk, end = min(start + chunk, hi);
-    const unsigned int lt = (1u << lane) - 1u;
-    for (int j0 = start; j0 < end; j0 += OT) {
-        const int j = j0 + threadIdx.x;
-        const unsigned int key = j < end ? fkey(sget(s, j, div)) : 0u;
-        const bool gt = j < end && key > T, eq = j < end && key == T;
-        const unsigned int bg = __ballot_sync(0xffffffffu, gt), be = __ballot_sync(0xffffffffu, eq);
-        if (lane == 0) {
-            wgt[warp] = __popc(bg);
-            weq[warp] = __popc(be);
+    const Items it(lo, hi, div);
+    const int start = it.ilo + x * chunk, end = min(start + chunk, it.ihi);
+    for (int i0 = start; i0 < end; i0 += OT) {
+        const int i = i0 + threadIdx.x;
+        int wg = 0, we = 0, p0 = 0;
+        if (i < end) {
+            const unsigned int key = fkey(s[i]);
+            const int w = it.weight(i);
+            p0 = it.first(i);
+            wg = key > T ? w : 0;
+            we = key == T ? w : 0;
+        }
+        // Inclusive warp scans of the weights.
+        int sg = wg, se = we;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const int a = __shfl_up_sync(0xffffffffu, sg, off), b = __shfl_up_sync(0xffffffffu, se, off);
+            if (lane >= off) {
+                sg += a;
+                se += b;
+            }
+        }
+        if (lane == 31) {
+            wgt[warp] = sg;
+            weq[warp] = se;
         }
         __syncthreads();
-        int g = gtRun + __popc(bg & lt), e = eqRun + __popc(be & lt), tg = 0, te = 0;
+        int g = gtRun + sg - wg, e = eqRun + se - we, tg = 0, te = 0;
 #pragma unroll
         for (int w = 0; w < OT / 32; w++) {
             if (w < warp) {
@@ -395,7 +439,13 @@ topk_compact(const float* __restrict__ S, int div, int sstride, int N, int lo, i
             tg += wgt[w];
             te += weq[w];
         }
-        if (gt || (eq && e < r)) out[sink + g + min(e, r)] = j;
+        if (wg > 0) {
+            const int o = sink + g + min(e, r);
+            for (int t = 0; t < wg; t++) out[o + t] = p0 + t;
+        } else if (we > 0 && e < r) {
+            const int take = min(we, r - e);
+            for (int t = 0; t < take; t++) out[sink + g + e + t] = p0 + t;
+        }
         gtRun += tg;
         eqRun += te;
         __syncthreads();
