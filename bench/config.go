@@ -36,7 +36,7 @@ type Config struct {
 
 // Kernel is one timed kernel or pipeline.
 type Kernel struct {
-	// Name is dense, sparse or hash.
+	// Name is dense, sparse, hash, oracle, quest or streaming.
 	Name string `yaml:"name" doc:"dense (split-K decode), sparse (gather decode over index lists), hash (HashAttention step: query code, XOR+popcount, counting select, sparse decode), oracle (exact q·k scores, radix top-k, sparse decode), quest (page min/max bounds, page top-k, sparse decode) or streaming (sink + recent window, sparse decode)"`
 	// Selection is per-kv-head or per-head (sparse and hash only).
 	Selection string `yaml:"selection" doc:"per-kv-head (one list per KV head, shared by its query heads) or per-head (default per-kv-head)"`

@@ -25,4 +25,11 @@
 //     selects it for all), and time.go the timing protocol: warm-up,
 //     one pair of events per repeat, optional L2 flush before each repeat,
 //     optional CUDA-graph launch, raw samples kept.
+//   - The selection pipelines put a per-step selection in front of the
+//     sparse decode, each step one CUDA graph: hash.go (HashAttention:
+//     query MLP, XOR+popcount, counting select; kernels/hash.cu),
+//     oracle.go (exact scores and a radix top-k, RadixTopK, which Quest
+//     shares; StreamingLLM's sink + window lists) and quest.go (page
+//     labels and bounds); kernels/oracle.cu. Each list equals the CPU
+//     method's (package methods) with its deterministic tie-break.
 package gpu
