@@ -267,6 +267,17 @@ func decodeStrict(el *errList, n *yaml.Node, path string, dst any) bool {
 	ok := true
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
+		if k.Tag == "!!merge" { // YAML merge key (<<: *anchor): check the merged mapping's keys
+			v := n.Content[i+1]
+			for v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			probe := reflect.New(reflect.TypeOf(dst).Elem()).Interface()
+			if !decodeStrict(el, v, path, probe) {
+				ok = false
+			}
+			continue
+		}
 		if !known[k.Value] {
 			hint := "it takes no parameters"
 			if len(names) > 0 {

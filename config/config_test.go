@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/hbench/hbench/methods"
 )
 
 const good = `
@@ -95,5 +97,20 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestMergeKeys(t *testing.T) {
+	y := strings.Replace(good, "  - dense\n", "  - label: a\n    oracle: &o {windows: true}\n  - label: b\n    oracle: {<<: *o}\n", 1)
+	x, err := Parse("exp/t.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := x.Variants[1].Params.(*methods.OracleParams); !p.Windows || x.Variants[1].Label != "b" {
+		t.Fatalf("merged params %+v of %s", p, x.Variants[1].Label)
+	}
+	bad := strings.Replace(good, "  - dense\n", "  - label: a\n    oracle: &o {windws: true}\n  - label: b\n    oracle: {<<: *o}\n", 1)
+	if _, err := Parse("exp/t.yaml", []byte(bad)); err == nil || !strings.Contains(err.Error(), `unknown parameter "windws"`) {
+		t.Fatalf("merged unknown key: %v", err)
 	}
 }

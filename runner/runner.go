@@ -185,10 +185,19 @@ func BuildMethods(ctx context.Context, x *config.Experiment, root string, progre
 			if err != nil {
 				return "", err
 			}
+			// Absolute: methods resolve relative paths against the YAML file.
+			cache, err := filepath.Abs(filepath.Join(root, ".cache", "hashattention"))
+			if err != nil {
+				return "", err
+			}
 			if noTrain {
+				path, key, err := train.CachePath(cache, t.Config, g)
+				if err == nil && train.InCache(path, key) {
+					return path, nil
+				}
 				return "", fmt.Errorf("training %q on %q: %w", t.Name, t.Workload, ErrNotTrained)
 			}
-			path, err := train.Cached(ctx, filepath.Join(root, ".cache", "hashattention"), t.Config, g, progress)
+			path, err := train.Cached(ctx, cache, t.Config, g, progress)
 			if err != nil {
 				return "", x.Errorf(t.Line, fmt.Sprintf("train[%d]", i), "%v", err)
 			}

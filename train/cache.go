@@ -109,12 +109,11 @@ func Cached(ctx context.Context, cacheDir string, cfg Config, groups []*attn.Gro
 	if err := cfg.Validate(); err != nil {
 		return "", fmt.Errorf("train config: %w", err)
 	}
-	key, err := Key(cfg, groups)
+	path, key, err := CachePath(cacheDir, cfg, groups)
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(cacheDir, "hashattention-"+key[:16]+".safetensors")
-	if w, err := methods.LoadHashWeights(path); err == nil && w.Metadata["train_key"] == key {
+	if InCache(path, key) {
 		if progress != nil {
 			fmt.Fprintf(progress, "trained weights found in cache: %s\n", path)
 		}
@@ -132,6 +131,22 @@ func Cached(ctx context.Context, cacheDir string, cfg Config, groups []*attn.Gro
 		return "", fmt.Errorf("train: cache: %w", err)
 	}
 	return path, nil
+}
+
+// CachePath returns where Cached keeps the weights of cfg trained on
+// groups, and their cache key.
+func CachePath(cacheDir string, cfg Config, groups []*attn.Group) (path, key string, err error) {
+	key, err = Key(cfg, groups)
+	if err != nil {
+		return "", "", err
+	}
+	return filepath.Join(cacheDir, "hashattention-"+key[:16]+".safetensors"), key, nil
+}
+
+// InCache reports whether path holds loadable weights trained under key.
+func InCache(path, key string) bool {
+	w, err := methods.LoadHashWeights(path)
+	return err == nil && w.Metadata["train_key"] == key
 }
 
 // FileSHA256 returns the SHA-256 (hex) of a file.
