@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -38,27 +37,6 @@ type Result struct {
 	Dir      string
 	Manifest *resultfmt.Manifest
 	Cells    []*resultfmt.Cell
-}
-
-// Commit returns the build's VCS revision ("-dirty" when modified), or "".
-func Commit() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	var rev, mod string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			mod = s.Value
-		}
-	}
-	if rev != "" && mod == "true" {
-		rev += "-dirty"
-	}
-	return rev
 }
 
 // Shape is one point of the sweep's shape axes.
@@ -103,19 +81,18 @@ func Run(dev *gpu.Device, cfg *Config, opt Options) (*Result, error) {
 	}
 	nv, _, _ := gpu.NVRTCVersion()
 	p := dev.Props
-	host, _ := os.Hostname()
 	sum := sha256.Sum256(opt.Raw)
 	var raw any
 	yaml.Unmarshal(opt.Raw, &raw)
 	m := &resultfmt.Manifest{
 		Experiment: cfg.Name, RunID: runID, ConfigPath: opt.ConfigPath, ConfigHash: hex.EncodeToString(sum[:]),
 		Config: raw, Commit: opt.Commit, GoVersion: runtime.Version(), Started: start,
-		Host: resultfmt.Host{Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Workers: 1},
+		Host: resultfmt.ThisHost(1),
 		GPU: &resultfmt.GPU{Name: p.Name, ComputeCapability: fmt.Sprintf("%d.%d", p.Major, p.Minor), Driver: p.DriverVersion(),
 			NVRTC: nv, SMs: p.SMs, L2Bytes: p.L2Bytes, MemoryBytes: p.MemoryBytes},
 	}
 	if m.Commit == "" {
-		m.Commit = Commit()
+		m.Commit = resultfmt.Commit(".")
 	}
 	w, err := resultfmt.OpenCellWriter(dir)
 	if err != nil {

@@ -3,7 +3,6 @@ package methods
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,20 +171,7 @@ func (w *HashWeights) Save(path string) error {
 			}
 		}
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	err = safetensors.Write(f, ts, meta)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return safetensors.WriteFile(path, ts, meta)
 }
 
 // LoadHashWeights reads a hashattention-weights/1 file.

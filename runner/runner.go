@@ -18,10 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -296,8 +294,8 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	}
 	man := &resultfmt.Manifest{
 		Experiment: x.Name, RunID: runID, ConfigPath: x.Path, ConfigHash: x.Hash, Config: x.Raw,
-		Commit: commit(x.Dir), GoVersion: runtime.Version(), Started: time.Now().UTC(), Cells: len(cells),
-		Host: host(opt.Workers),
+		Commit: resultfmt.Commit(x.Dir), GoVersion: runtime.Version(), Started: time.Now().UTC(), Cells: len(cells),
+		Host: resultfmt.ThisHost(opt.Workers),
 	}
 	if old, err := resultfmt.ReadManifest(dir); err == nil && len(done) > 0 {
 		man.Started = old.Started // a resumed run keeps its start time
@@ -574,42 +572,4 @@ func (c *refCache) drop(groups []*attn.Group) {
 			delete(c.m, k)
 		}
 	}
-}
-
-// commit returns the source revision: the build's VCS stamp, or git's
-// HEAD of dir (with "-dirty" when the tree has changes), or "unknown".
-func commit(dir string) string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, dirty string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "-dirty"
-				}
-			}
-		}
-		if rev != "" {
-			return rev + dirty
-		}
-	}
-	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	rev := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "-C", dir, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-		rev += "-dirty"
-	}
-	return rev
-}
-
-func host(workers int) resultfmt.Host {
-	h, _ := os.Hostname()
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	return resultfmt.Host{Hostname: h, OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Workers: workers}
 }

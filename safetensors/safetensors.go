@@ -310,3 +310,26 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	}
 	return nil
 }
+
+// WriteFile writes a safetensors file atomically: to a temporary file in
+// the same directory, then renamed over path, so a reader never sees a
+// partial file.
+func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	err = Write(f, tensors, metadata)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

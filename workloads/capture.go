@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -204,20 +203,7 @@ func (c *Capture) Write(path, dtype string) error {
 	meta["n_tokens"] = strconv.Itoa(c.T)
 	meta["gqa_group"] = strconv.Itoa(c.Group())
 	meta["layer"] = strconv.Itoa(c.Layer)
-	tmp := path + ".tmp"
-	fh, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	err = safetensors.Write(fh, ts, meta)
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return safetensors.WriteFile(path, ts, meta)
 }
 
 // Cut returns the first t positions of the capture, keeping only the KV
