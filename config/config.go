@@ -98,7 +98,23 @@ type Variant struct {
 	Params any // decoded parameter struct
 	// Grid holds this point's grid values (nil without a grid).
 	Grid map[string]any
-	Line int
+	// Workloads, when set, restricts the variant to these workloads (e.g.
+	// weights learned for one model); by default it runs on every workload.
+	Workloads []string
+	Line      int
+}
+
+// RunsOn reports whether the variant is evaluated on the named workload.
+func (v *Variant) RunsOn(workload string) bool {
+	if len(v.Workloads) == 0 {
+		return true
+	}
+	for _, w := range v.Workloads {
+		if w == workload {
+			return true
+		}
+	}
+	return false
 }
 
 // ParamsMap returns the variant's parameters as a map (via JSON), for
@@ -222,6 +238,11 @@ func Parse(path string, data []byte) (*Experiment, error) {
 	}
 	labels := map[string]int{}
 	for _, v := range x.Variants {
+		for _, w := range v.Workloads {
+			if !names[w] {
+				el.add(v.Line, "methods."+v.Label+".workloads", "no workload named %q", w)
+			}
+		}
 		if l, dup := labels[v.Label]; dup {
 			el.add(v.Line, "methods", "duplicate method label %q (first at line %d): give one of them a label", v.Label, l)
 		}
@@ -483,6 +504,7 @@ func parseMethods(el *errList, n *yaml.Node) []*Variant {
 	for i, e := range n.Content {
 		p := fmt.Sprintf("methods[%d]", i)
 		var name, label string
+		var only []string
 		var params, grid *yaml.Node
 		switch e.Kind {
 		case yaml.ScalarNode:
@@ -495,16 +517,18 @@ func parseMethods(el *errList, n *yaml.Node) []*Variant {
 					decodeInto(el, v, p+".label", &label)
 				case "grid":
 					grid = v
+				case "workloads":
+					decodeInto(el, v, p+".workloads", &only)
 				default:
 					if name != "" {
-						el.add(k.Line, p, "has two methods, %q and %q: give one per entry (or misspelled label/grid?)", name, k.Value)
+						el.add(k.Line, p, "has two methods, %q and %q: give one per entry (or misspelled label/grid/workloads?)", name, k.Value)
 						continue
 					}
 					name, params = k.Value, v
 				}
 			}
 		default:
-			el.add(e.Line, p, "must be a method name or a mapping {METHOD: {params}, label: ..., grid: ...}")
+			el.add(e.Line, p, "must be a method name or a mapping {METHOD: {params}, label: ..., grid: ..., workloads: [...]}")
 			continue
 		}
 		spec, ok := methods.Registry.Lookup(name)
@@ -523,7 +547,7 @@ func parseMethods(el *errList, n *yaml.Node) []*Variant {
 		points := expandGrid(el, grid, p+".grid", base)
 		if points == nil { // no grid
 			validateParams(el, e.Line, mp, base)
-			out = append(out, &Variant{Label: label, Method: name, Params: base, Line: e.Line})
+			out = append(out, &Variant{Label: label, Method: name, Params: base, Workloads: only, Line: e.Line})
 			continue
 		}
 		for _, pt := range points {
@@ -550,7 +574,7 @@ func parseMethods(el *errList, n *yaml.Node) []*Variant {
 				g.node.Decode(&val)
 				gm[g.key] = val
 			}
-			out = append(out, &Variant{Label: label + "[" + strings.Join(parts, ",") + "]", Method: name, Params: v, Grid: gm, Line: e.Line})
+			out = append(out, &Variant{Label: label + "[" + strings.Join(parts, ",") + "]", Method: name, Params: v, Grid: gm, Workloads: only, Line: e.Line})
 		}
 	}
 	return out

@@ -114,3 +114,18 @@ func TestMergeKeys(t *testing.T) {
 		t.Fatalf("merged unknown key: %v", err)
 	}
 }
+
+func TestVariantWorkloads(t *testing.T) {
+	y := strings.Replace(good, "  - dense\n", "  - dense: {}\n    workloads: [real]\n", 1)
+	x, err := Parse("exp/t.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !x.Variants[0].RunsOn("real") || x.Variants[0].RunsOn("other") || !x.Variants[1].RunsOn("other") {
+		t.Fatalf("RunsOn wrong: %+v", x.Variants[0])
+	}
+	bad := strings.Replace(good, "  - dense\n", "  - dense: {}\n    workloads: [nope]\n", 1)
+	if _, err := Parse("exp/t.yaml", []byte(bad)); err == nil || !strings.Contains(err.Error(), `methods.dense.workloads: no workload named "nope"`) {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -278,6 +278,9 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 		sort.Ints(layers)
 		for _, l := range layers {
 			for vi, v := range x.Variants {
+				if !v.RunsOn(w.Name) {
+					continue
+				}
 				for _, b := range x.Budgets {
 					cells = append(cells, &cell{id: cellID(x, w, l, v, b), workload: w, layer: l, groups: byLayer[l], variant: v, method: ms[vi], budget: b})
 				}
