@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -127,5 +128,25 @@ func TestVariantWorkloads(t *testing.T) {
 	bad := strings.Replace(good, "  - dense\n", "  - dense: {}\n    workloads: [nope]\n", 1)
 	if _, err := Parse("exp/t.yaml", []byte(bad)); err == nil || !strings.Contains(err.Error(), `methods.dense.workloads: no workload named "nope"`) {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestREADMEExample keeps the README's experiment example valid.
+func TestREADMEExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in README.md")
+	}
+	x, err := Parse("README.yaml", []byte(block))
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if len(x.Variants) < 5 || len(x.Trainings) != 1 || len(x.Budgets) != 4 {
+		t.Fatalf("README example parsed to %s", x.Summary())
 	}
 }
