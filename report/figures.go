@@ -369,7 +369,9 @@ func heatmapFigure(cells []*resultfmt.Cell, s float64, workload string) *Figure 
 			p.Add(labels)
 		}
 	}
-	bar := newPlot("", "", "recall")
+	// No axis label on the colour bar: in 52 points it collides with the
+	// tick labels, and the title already names the quantity.
+	bar := newPlot("", "", "")
 	bar.Add(&plotter.ColorBar{ColorMap: cm, Vertical: true})
 	bar.HideX()
 	bar.Y.Min, bar.Y.Max = 0, 1
@@ -382,9 +384,9 @@ func heatmapFigure(cells []*resultfmt.Cell, s float64, workload string) *Figure 
 		draw: func(c draw.Canvas) {
 			c.SetColor(white)
 			c.Fill(c.Rectangle.Path())
-			barW := vg.Points(52)
+			barW, gap := vg.Points(48), vg.Points(6)
 			main := c
-			main.Max.X -= barW
+			main.Max.X -= barW + gap
 			main.Min.X += vg.Points(4) // room for the first glyph of long row names
 			p.Draw(main)
 			data := p.DataCanvas(main)
