@@ -168,10 +168,9 @@ func paretoFigure(cells []*resultfmt.Cell, st *styles, s float64, workload strin
 	cells = filter(cells, func(c *resultfmt.Cell) bool { return c.Sparsity == s && !isReference(c.Method) })
 	layers := layersOf(cells)
 	type point struct {
-		v         variant
-		x, y      float64
-		p10, p90  float64
-		frontierd bool
+		v        variant
+		x, y     float64
+		p10, p90 float64
 	}
 	var pts []point
 	for _, v := range variantsOf(cells) {

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 
@@ -374,11 +373,4 @@ func resize[F any](s []F, n int) []F {
 		return make([]F, n)
 	}
 	return s[:n]
-}
-
-// check panics on a programmer error with the package prefix.
-func check(ok bool, format string, a ...any) {
-	if !ok {
-		panic(fmt.Sprintf("train: "+format, a...))
-	}
 }

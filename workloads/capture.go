@@ -260,7 +260,6 @@ func (p *CaptureParams) Validate() error {
 }
 
 type captureWorkload struct {
-	name  string
 	paths []string
 	p     CaptureParams
 }
