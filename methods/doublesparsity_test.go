@@ -1,6 +1,7 @@
 package methods
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,7 +36,7 @@ func TestDoubleSparsityFullIsOracle(t *testing.T) {
 					t.Fatal(err)
 				}
 				for h := range want {
-					if !equal32(got[h], want[h]) {
+					if !slices.Equal(got[h], want[h]) {
 						t.Fatalf("%s %+v T=%d head %d: selected %v, oracle %v", calib, spec, T, h, got[h], want[h])
 					}
 				}
@@ -87,21 +88,9 @@ func TestDoubleSparsityQuantRow(t *testing.T) {
 	x := []float32{0, 1, 0.4, 0.6, 3}
 	quantRow(x, 2) // grid 0, 1, 2, 3
 	want := []float32{0, 1, 0, 1, 3}
-	if !equalF(x, want) {
+	if !slices.Equal(x, want) {
 		t.Errorf("quantRow 2 bits: %v, want %v", x, want)
 	}
-}
-
-func equalF(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestDoubleSparsityErrors(t *testing.T) {

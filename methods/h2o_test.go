@@ -3,6 +3,7 @@ package methods
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,7 +38,7 @@ func TestH2ONoReadmission(t *testing.T) {
 						b := st.Budget
 						w := max(b.Local, int(math.Round(par.Recent*float64(b.Total-b.Sink))))
 						for h, cur := range sel {
-							if !equal32(cur[len(cur)-w:], allUpTo(T)[T+1-w:]) {
+							if !slices.Equal(cur[len(cur)-w:], allUpTo(T)[T+1-w:]) {
 								t.Fatalf("%s T=%d head %d: recent window of %d not kept: %v", init, T, h, w, cur)
 							}
 						}
@@ -102,7 +103,7 @@ func TestH2OHand(t *testing.T) {
 		for len(keep) < 1+b.Heavy {
 			best := int32(-1)
 			for _, j := range cand {
-				if !contains(keep, j) && (best < 0 || acc[j] > acc[best] || acc[j] == acc[best] && j < best) {
+				if !slices.Contains(keep, j) && (best < 0 || acc[j] > acc[best] || acc[j] == acc[best] && j < best) {
 					best = j
 				}
 			}
@@ -114,7 +115,7 @@ func TestH2OHand(t *testing.T) {
 		if sel, err = s.Select(Step{T: T, Budget: b}, sel); err != nil {
 			t.Fatal(err)
 		}
-		if !equal32(sel[0], keep) {
+		if !slices.Equal(sel[0], keep) {
 			t.Fatalf("T=%d: selected %v, direct simulation %v", T, sel[0], keep)
 		}
 		for _, j := range keep {
@@ -154,15 +155,6 @@ func allUpTo(t int) []int32 {
 	return out
 }
 
-func contains(s []int32, x int32) bool {
-	for _, y := range s {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
 func TestH2OSteps(t *testing.T) {
 	g := randGroup(3, 30, 8, 1)
 	m := newMethod(t, "h2o", func(p any) { p.(*H2OParams).Init = "zero" }, Env{})
@@ -173,11 +165,11 @@ func TestH2OSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	// zero init: at the first step every score ties, so the oldest win
-	if want := []int32{0, 1, 2, 3, 9, 10}; !equal32(a[0], want) {
+	if want := []int32{0, 1, 2, 3, 9, 10}; !slices.Equal(a[0], want) {
 		t.Errorf("zero init first step: %v, want %v", a[0], want)
 	}
 	b, err := s.Select(step(spec, 10), nil)
-	if err != nil || !equal32(a[0], b[0]) {
+	if err != nil || !slices.Equal(a[0], b[0]) {
 		t.Errorf("repeated position: %v, %v (want the same keys)", b, err)
 	}
 	if _, err := s.Select(step(budget.Spec{Tokens: 7}, 10), nil); err == nil || !strings.Contains(err.Error(), "one budget policy") {

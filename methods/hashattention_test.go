@@ -2,6 +2,7 @@ package methods
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,7 +68,7 @@ func TestHashAttentionHand(t *testing.T) {
 			t.Fatal(err)
 		}
 		for h := range sel {
-			if !equal32(sel[h], c.want[h]) {
+			if !slices.Equal(sel[h], c.want[h]) {
 				t.Errorf("shared=%v %+v head %d: %v, want %v", c.shared, c.spec, h, sel[h], c.want[h])
 			}
 		}
@@ -76,7 +77,7 @@ func TestHashAttentionHand(t *testing.T) {
 	dst := make([]float32, 6)
 	for h, want := range [][]float32{{2, 1, 1, 0, 2, 1}, {1, 0, 2, 1, 1, 0}} {
 		s.(*hashSelector).score(h, 5, 6, dst)
-		if !equalF(dst, want) {
+		if !slices.Equal(dst, want) {
 			t.Errorf("head %d scores %v, want %v", h, dst, want)
 		}
 	}

@@ -137,7 +137,7 @@ func TestLSHHamming(t *testing.T) {
 	} {
 		dst := make([]float32, len(c.want))
 		hamming(c.q, c.keys, c.bits, len(c.want), dst)
-		if !equalF(dst, c.want) {
+		if !slices.Equal(dst, c.want) {
 			t.Errorf("%s: %v, want %v", fmt.Sprint(c.q), dst, c.want)
 		}
 	}

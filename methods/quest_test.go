@@ -2,6 +2,7 @@ package methods
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/hbench/hbench/attn"
@@ -95,7 +96,7 @@ func TestQuestHand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equal32(sel[0], c.want) {
+		if !slices.Equal(sel[0], c.want) {
 			t.Errorf("%+v T=%d: selected %v, want %v", c.spec, c.T, sel[0], c.want)
 		}
 	}

@@ -2,6 +2,7 @@ package methods
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/hbench/hbench/budget"
@@ -44,10 +45,10 @@ func TestRandomUniform(t *testing.T) {
 		sel, _ := s.Select(Step{T: T, Budget: b}, nil)
 		return sel[0]
 	}
-	if a, c := pick(5), pick(5); !equal32(a, c) {
+	if a, c := pick(5), pick(5); !slices.Equal(a, c) {
 		t.Errorf("same seed: %v then %v", a, c)
 	}
-	if a, c := pick(5), pick(6); equal32(a, c) {
+	if a, c := pick(5), pick(6); slices.Equal(a, c) {
 		t.Errorf("seeds 5 and 6 gave the same sample %v", a)
 	}
 }

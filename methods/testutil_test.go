@@ -2,6 +2,7 @@ package methods
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/hbench/hbench/attn"
@@ -79,22 +80,10 @@ func checkSelection(t *testing.T, sel [][]int32, st Step, heads int, shared bool
 				t.Fatalf("T=%d head %d: sink/local key %d missing (budget %+v): %v", st.T, h, j, b, s)
 			}
 		}
-		if shared && h > 0 && !equal32(s, sel[0]) {
+		if shared && h > 0 && !slices.Equal(s, sel[0]) {
 			t.Fatalf("T=%d: shared selection differs between heads 0 and %d", st.T, h)
 		}
 	}
-}
-
-func equal32(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // step returns the decode step at position T under spec.

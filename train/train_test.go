@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -261,21 +262,9 @@ func TestLabels(t *testing.T) {
 	cfg := Config{TopK: 3, Sink: 1, Local: 2}
 	pos, mid := labels(&cfg, q, k, []int{11})
 	// range [1, 10): scores 1,2,3,4,0,1,2,3,4 at 1..9; top-3: 4 (pos 4, 9), 3 (pos 3 wins over 8).
-	if want := []int32{3, 4, 9}; !equal(pos[0], want) || mid[0] != 9 {
+	if want := []int32{3, 4, 9}; !slices.Equal(pos[0], want) || mid[0] != 9 {
 		t.Errorf("labels %v (range %d), want %v (9)", pos[0], mid[0], want)
 	}
-}
-
-func equal(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestExportFoldsNorm checks that folding the standardisation into the
@@ -343,7 +332,7 @@ func TestInferenceMatches(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equal(got[h.Head], want) {
+			if !slices.Equal(got[h.Head], want) {
 				t.Fatalf("head %d position %d: inference selected %v, training validation %v", h.Head, pos, got[h.Head], want)
 			}
 		}

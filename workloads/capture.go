@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -308,7 +309,7 @@ func (w *captureWorkload) Groups() ([]*attn.Group, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(w.p.Layers) > 0 && !containsInt(w.p.Layers, c.Layer) {
+		if len(w.p.Layers) > 0 && !slices.Contains(w.p.Layers, c.Layer) {
 			continue
 		}
 		if w.p.Tokens > 0 && w.p.Tokens < c.T {
@@ -322,13 +323,4 @@ func (w *captureWorkload) Groups() ([]*attn.Group, error) {
 		return nil, fmt.Errorf("capture files %v hold none of layers %v", w.paths, w.p.Layers)
 	}
 	return out, nil
-}
-
-func containsInt(xs []int, x int) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }

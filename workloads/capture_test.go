@@ -3,6 +3,7 @@ package workloads
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -78,7 +79,7 @@ func TestCaptureRoundTrip(t *testing.T) {
 		for h := range c.K {
 			for i, x := range c.K[h].Data {
 				y := got.K[h].Data[i]
-				if d := float64(x - y); d > tol*(1+abs(float64(x))) || -d > tol*(1+abs(float64(x))) {
+				if d := float64(x - y); d > tol*(1+math.Abs(float64(x))) || -d > tol*(1+math.Abs(float64(x))) {
 					t.Fatalf("%s: k[%d][%d] %g -> %g", dt, h, i, x, y)
 				}
 			}
@@ -89,13 +90,6 @@ func TestCaptureRoundTrip(t *testing.T) {
 			t.Fatalf("cut %+v %v", cut, err)
 		}
 	}
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // writeRaw writes a safetensors file with the given tensors.
