@@ -36,8 +36,8 @@ type Config struct {
 
 // Kernel is one timed kernel or pipeline.
 type Kernel struct {
-	// Name is dense, sparse, hash, oracle, quest or streaming.
-	Name string `yaml:"name" doc:"dense (split-K decode), sparse (gather decode over index lists), hash (HashAttention step: query code, XOR+popcount, counting select, sparse decode), oracle (exact q·k scores, radix top-k, sparse decode), quest (page min/max bounds, page top-k, sparse decode) or streaming (sink + recent window, sparse decode)"`
+	// Name is a registered kernel kind (KernelNames; "hbench bench --help" lists them).
+	Name string `yaml:"name" doc:"kernel kind: dense (split-K decode), sparse (gather decode over index lists), or a method's whole decode step (hash, oracle, quest, streaming, ...; hbench bench --help lists them)"`
 	// Selection is per-kv-head or per-head (sparse and hash only).
 	Selection string `yaml:"selection" doc:"per-kv-head (one list per KV head, shared by its query heads) or per-head (default per-kv-head)"`
 	// Sparsity ratios: k = N / sparsity keys per list (sparse and hash).
@@ -51,6 +51,8 @@ type Kernel struct {
 	Local int `yaml:"local" doc:"most recent keys always kept (hash, oracle, quest, streaming)"`
 	// Page is Quest's page size.
 	Page int `yaml:"page" doc:"Quest page size in tokens (quest only; default 16)"`
+	// Channels is the number of label channels (Double Sparsity).
+	Channels int `yaml:"channels" doc:"label channels r per KV head (doublesparsity only; default head_dim/8)"`
 	// Label names the kernel in results (default: name and selection).
 	Label string `yaml:"label" doc:"display name in results (default: name[selection])"`
 }
@@ -71,11 +73,8 @@ const (
 // selects says whether a kernel selects its own keys with a budget of
 // sink + local + heavy keys.
 func (k Kernel) selects() bool {
-	switch k.Name {
-	case KernelHash, KernelOracle, KernelQuest, KernelStreaming:
-		return true
-	}
-	return false
+	spec := kernelSpecs[k.Name]
+	return spec != nil && spec.selects
 }
 
 // Variant returns the kernel's display name.
@@ -83,13 +82,11 @@ func (k Kernel) Variant() string {
 	if k.Label != "" {
 		return k.Label
 	}
-	switch k.Name {
-	case KernelDense:
+	if spec := kernelSpecs[k.Name]; spec != nil && spec.variant != nil {
+		return spec.variant(k)
+	}
+	if k.Name == KernelDense {
 		return k.Name
-	case KernelHash:
-		return k.Name + "[" + k.Selection + ",codes=" + k.Codes + "]"
-	case KernelQuest:
-		return k.Name + "[" + k.Selection + ",page=" + strconv.Itoa(k.Page) + "]"
 	}
 	return k.Name + "[" + k.Selection + "]"
 }
@@ -184,14 +181,8 @@ func (c *Config) defaults() {
 				k.Sparsity = []float64{32}
 			}
 		}
-		if k.Name == KernelHash && k.Bits == 0 {
-			k.Bits = 32
-		}
-		if k.Name == KernelHash && k.Codes == "" {
-			k.Codes = "per-head"
-		}
-		if k.Name == KernelQuest && k.Page == 0 {
-			k.Page = 16
+		if spec := kernelSpecs[k.Name]; spec != nil && spec.defaults != nil {
+			spec.defaults(k)
 		}
 	}
 }
@@ -286,55 +277,65 @@ func (c *Config) validate(path string, root *yaml.Node) error {
 	for i, k := range c.Kernels {
 		f := "kernels[" + strconv.Itoa(i) + "]"
 		at := func(key string) []any { return []any{"kernels", i, key} }
-		switch k.Name {
-		case KernelDense:
-			if k.Selection != "" || len(k.Sparsity) > 0 || k.Bits != 0 || k.Codes != "" || k.Sink != 0 || k.Local != 0 || k.Page != 0 {
-				bad(f, []any{"kernels", i}, "dense takes no selection, sparsity, bits, codes, sink, local or page")
+		spec := kernelSpecs[k.Name]
+		if spec == nil {
+			bad(f+".name", at("name"), "unknown kernel %q (known: %s)", k.Name, strings.Join(KernelNames(), ", "))
+			continue
+		}
+		if k.Name == KernelDense {
+			if k.Selection != "" || len(k.Sparsity) > 0 || k.Bits != 0 || k.Codes != "" || k.Sink != 0 || k.Local != 0 || k.Page != 0 || k.Channels != 0 {
+				bad(f, []any{"kernels", i}, "dense takes no selection, sparsity, bits, codes, sink, local, page or channels")
 			}
-		case KernelSparse, KernelHash, KernelOracle, KernelQuest, KernelStreaming:
-			if k.Selection != "per-kv-head" && k.Selection != "per-head" {
-				bad(f+".selection", at("selection"), "must be per-kv-head or per-head, got %q", k.Selection)
+			continue
+		}
+		if k.Selection != "per-kv-head" && k.Selection != "per-head" {
+			bad(f+".selection", at("selection"), "must be per-kv-head or per-head, got %q", k.Selection)
+		}
+		for j, s := range k.Sparsity {
+			if !(s > 1) || math.IsInf(s, 0) {
+				bad(f+".sparsity["+strconv.Itoa(j)+"]", []any{"kernels", i, "sparsity", j}, "must be a finite number > 1, got %g", s)
 			}
-			for j, s := range k.Sparsity {
-				if !(s > 1) || math.IsInf(s, 0) {
-					bad(f+".sparsity["+strconv.Itoa(j)+"]", []any{"kernels", i, "sparsity", j}, "must be a finite number > 1, got %g", s)
+		}
+		if !spec.selects && (k.Sink != 0 || k.Local != 0) {
+			bad(f, []any{"kernels", i}, "%s takes no sink and local", k.Name)
+		}
+		for _, fld := range []struct {
+			name string
+			set  bool
+		}{{"bits", k.Bits != 0}, {"codes", k.Codes != ""}, {"page", k.Page != 0}, {"channels", k.Channels != 0}} {
+			if fld.set && !spec.takesField(fld.name) {
+				var who []string
+				for _, n := range KernelNames() {
+					if kernelSpecs[n].takesField(fld.name) {
+						who = append(who, n)
+					}
 				}
+				bad(f+"."+fld.name, at(fld.name), "only %s take %s", strings.Join(who, ", "), fld.name)
 			}
-			if k.Name == KernelSparse && (k.Sink != 0 || k.Local != 0) {
-				bad(f, []any{"kernels", i}, "sparse takes no sink and local")
-			}
-			if k.Name != KernelHash && (k.Bits != 0 || k.Codes != "") {
-				bad(f, []any{"kernels", i}, "only the hash kernel takes bits and codes")
-			}
-			if k.Name != KernelQuest && k.Page != 0 {
-				bad(f+".page", at("page"), "only the quest kernel takes page")
-			}
-			if k.Name == KernelQuest && k.Page < 1 {
-				bad(f+".page", at("page"), "must be >= 1, got %d", k.Page)
-			}
-			if k.Name == KernelHash && k.Codes != "per-head" && k.Codes != "per-kv-head" {
-				bad(f+".codes", at("codes"), "must be per-head or per-kv-head, got %q", k.Codes)
-			}
-			if k.selects() {
-				if k.Sink < 0 || k.Local < 0 {
-					bad(f, []any{"kernels", i}, "sink and local must be >= 0")
+		}
+		if spec.check != nil {
+			spec.check(k, func(field, format string, a ...any) {
+				name, where := f, []any{"kernels", i}
+				if field != "" {
+					name, where = f+"."+field, at(field)
 				}
-				for _, sp := range k.Sparsity {
-					for _, n := range c.Contexts {
-						spec := budget.Spec{Sparsity: sp, Sink: k.Sink, Local: k.Local}
-						if sp > 1 && n > 0 {
-							if err := spec.CheckFits(n); err != nil {
-								bad(f, []any{"kernels", i}, "context %d, sparsity %g: %v", n, sp, err)
-							}
+				bad(name, where, format, a...)
+			})
+		}
+		if spec.selects {
+			if k.Sink < 0 || k.Local < 0 {
+				bad(f, []any{"kernels", i}, "sink and local must be >= 0")
+			}
+			for _, sp := range k.Sparsity {
+				for _, n := range c.Contexts {
+					spec := budget.Spec{Sparsity: sp, Sink: k.Sink, Local: k.Local}
+					if sp > 1 && n > 0 {
+						if err := spec.CheckFits(n); err != nil {
+							bad(f, []any{"kernels", i}, "context %d, sparsity %g: %v", n, sp, err)
 						}
 					}
 				}
 			}
-			if k.Name == KernelHash && k.Bits != 32 && k.Bits != 64 {
-				bad(f+".bits", at("bits"), "must be 32 or 64, got %d", k.Bits)
-			}
-		default:
-			bad(f+".name", at("name"), "unknown kernel %q (known: dense, sparse, hash, oracle, quest, streaming)", k.Name)
 		}
 	}
 	return errors.Join(errs...)

@@ -12,7 +12,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/hbench/hbench/budget"
 	"github.com/hbench/hbench/gpu"
 	"github.com/hbench/hbench/resultfmt"
 )
@@ -186,57 +185,20 @@ func (r *runner) shape(sh Shape, seed uint64) error {
 		}
 	}
 	for _, k := range r.cfg.Kernels {
-		switch k.Name {
-		case KernelDense:
-			if err := r.decode(sh, k, 0, in); err != nil {
+		spec := kernelSpecs[k.Name]
+		if k.Name == KernelDense {
+			if err := spec.run(r, sh, k, 0, in); err != nil {
 				return err
 			}
-		case KernelSparse:
-			for _, sp := range k.Sparsity {
-				if err := r.decode(sh, k, sp, in); err != nil {
-					return err
-				}
-			}
-		case KernelHash, KernelOracle, KernelQuest, KernelStreaming:
-			f := map[string]func(Shape, Kernel, float64, gpu.DecodeInputs) error{
-				KernelHash: r.hash, KernelOracle: r.oracle, KernelQuest: r.quest, KernelStreaming: r.streaming,
-			}[k.Name]
-			for _, sp := range k.Sparsity {
-				if err := f(sh, k, sp, in); err != nil {
-					return err
-				}
+			continue
+		}
+		for _, sp := range k.Sparsity {
+			if err := spec.run(r, sh, k, sp, in); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
-}
-
-// decode times the dense or sparse decode kernel.
-func (r *runner) decode(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
-	c := r.c
-	sel := k.Sel()
-	n := 0
-	if sel != gpu.Dense {
-		n = budget.Spec{Sparsity: sparsity}.TotalFor(sh.Context)
-		lists := sh.Batch * sh.Lists(sel)
-		idx, err := c.Alloc(int64(lists) * int64(n) * 4)
-		if err != nil {
-			return err
-		}
-		defer c.Free(idx)
-		if err := c.FillStrideLists(idx, lists, n, sh.Context, r.cfg.Seed+7); err != nil {
-			return err
-		}
-		in.Idx = idx
-	}
-	dec, err := gpu.NewDecoder(c, sh, sel, n)
-	if err != nil {
-		return err
-	}
-	defer dec.Free(c)
-	r.tuning = dec.Tuning.String()
-	stage := k.Name
-	return r.time(sh, k, sparsity, n, stage, sh.DecodeBytes(sel, n), func() error { return dec.Enqueue(c, r.s, in) })
 }
 
 // time measures enqueue in every cache × graph mode and records cells.
@@ -269,12 +231,13 @@ func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage st
 			if n > 0 {
 				cell.Params["k"] = n
 			}
-			if k.Name == KernelHash {
-				cell.Params["bits"] = k.Bits
-				cell.Params["codes"] = k.Codes
+			for name, v := range map[string]int{"bits": k.Bits, "page": k.Page, "channels": k.Channels} {
+				if v != 0 {
+					cell.Params[name] = v
+				}
 			}
-			if k.Name == KernelQuest {
-				cell.Params["page"] = k.Page
+			if k.Codes != "" {
+				cell.Params["codes"] = k.Codes
 			}
 			if k.selects() {
 				cell.Sink, cell.Local = k.Sink, k.Local
@@ -290,118 +253,4 @@ func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage st
 		}
 	}
 	return nil
-}
-
-// hash times the HashAttention step (query codes, counting select, sparse
-// decode: stage "step"), its select alone (stage "select": query codes and
-// counting select; bytes = two reads of the key codes) and the query MLP
-// alone (stage "qcode"; bytes = the query maps), on random
-// key codes and random query maps. The key codes are random words rather
-// than the key MLP's output: the step's cost does not depend on their
-// values beyond the score histogram, which random codes make binomial.
-func (r *runner) hash(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
-	c := r.c
-	sel := k.Sel()
-	codeHeads := sh.Heads
-	if k.Codes == "per-kv-head" {
-		codeHeads = sh.KVHeads
-	}
-	b := budget.Spec{Sparsity: sparsity, Sink: k.Sink, Local: k.Local}.Resolve(sh.Context)
-	h, err := gpu.NewHashStep(c, sh, sel, k.Bits, codeHeads, b)
-	if err != nil {
-		return err
-	}
-	defer h.Free(c)
-	r.tuning = h.Dec.Tuning.String()
-	kc, err := c.Alloc(h.KeyCodeBytes())
-	if err != nil {
-		return err
-	}
-	defer c.Free(kc)
-	qw, err := c.Alloc(int64(sh.Heads) * int64(h.MapFloats()) * 4)
-	if err != nil {
-		return err
-	}
-	defer c.Free(qw)
-	if err := c.FillU32(kc, r.cfg.Seed+11); err != nil {
-		return err
-	}
-	if err := c.FillF32(qw, r.cfg.Seed+12); err != nil {
-		return err
-	}
-	if err := r.time(sh, k, sparsity, b.Total, "step", h.StepBytes(), func() error { return h.Enqueue(c, r.s, in, qw, kc) }); err != nil {
-		return err
-	}
-	if err := r.timeModes(sh, k, sparsity, b.Total, "select", 2*h.SelectBytes(), []bool{true}, func() error { return h.EnqueueSelect(c, r.s, in.Q, qw, kc) }); err != nil {
-		return err
-	}
-	qwBytes := int64(sh.Heads) * int64(h.MapFloats()) * 4
-	return r.timeModes(sh, k, sparsity, b.Total, "qcode", qwBytes, []bool{true}, func() error { return h.EnqueueQueryCodes(c, r.s, in.Q, qw) })
-}
-
-// budgetOf resolves a selecting kernel's budget at sparsity for shape sh.
-func budgetOf(sh Shape, k Kernel, sparsity float64) budget.Budget {
-	return budget.Spec{Sparsity: sparsity, Sink: k.Sink, Local: k.Local}.Resolve(sh.Context)
-}
-
-// oracle times the oracle step (exact scores of every key, radix top-k,
-// sparse decode: stage "step"), its select alone (stage "select": scores
-// and top-k) and the top-k alone (stage "topk": bytes = the list scores
-// read once; on the scores the step left, so the same distribution).
-func (r *runner) oracle(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
-	c := r.c
-	b := budgetOf(sh, k, sparsity)
-	o, err := gpu.NewOracleStep(c, sh, k.Sel(), b)
-	if err != nil {
-		return err
-	}
-	defer o.Free(c)
-	r.tuning = o.Dec.Tuning.String()
-	if err := r.time(sh, k, sparsity, b.Total, "step", o.StepBytes(), func() error { return o.Enqueue(c, r.s, in) }); err != nil {
-		return err
-	}
-	selBytes := o.StepBytes() - sh.DecodeBytes(k.Sel(), b.Total)
-	if err := r.timeModes(sh, k, sparsity, b.Total, "select", selBytes, []bool{true}, func() error { return o.EnqueueSelect(c, r.s, in) }); err != nil {
-		return err
-	}
-	return r.timeModes(sh, k, sparsity, b.Total, "topk", o.TopKBytes(), []bool{true}, func() error { return o.EnqueueTopK(c, r.s) })
-}
-
-// streaming times the StreamingLLM step (the lists of the sink and the
-// recent window, sparse decode).
-func (r *runner) streaming(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
-	c := r.c
-	b := budgetOf(sh, k, sparsity)
-	st, err := gpu.NewStreamStep(c, sh, k.Sel(), b)
-	if err != nil {
-		return err
-	}
-	defer st.Free(c)
-	r.tuning = st.Dec.Tuning.String()
-	return r.time(sh, k, sparsity, b.Total, "step", sh.DecodeBytes(k.Sel(), b.Total), func() error { return st.Enqueue(c, r.s, in) })
-}
-
-// quest times the Quest step (page bounds, radix top-k of the positions
-// by their page's bound, sparse decode: stage "step") and its select
-// alone (stage "select"; bytes = the page labels). The page labels are
-// built once before timing (prefill).
-func (r *runner) quest(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
-	c := r.c
-	b := budgetOf(sh, k, sparsity)
-	q, err := gpu.NewQuestStep(c, sh, k.Sel(), k.Page, b)
-	if err != nil {
-		return err
-	}
-	defer q.Free(c)
-	if err := q.EnqueuePages(c, r.s, in.K); err != nil {
-		return err
-	}
-	if err := c.SyncStream(r.s); err != nil {
-		return err
-	}
-	r.tuning = q.Dec.Tuning.String()
-	if err := r.time(sh, k, sparsity, b.Total, "step", q.StepBytes(), func() error { return q.Enqueue(c, r.s, in) }); err != nil {
-		return err
-	}
-	return r.timeModes(sh, k, sparsity, b.Total, "select", q.LabelBytes(), []bool{true}, func() error { return q.EnqueueSelect(c, r.s, in) })
 }

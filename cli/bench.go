@@ -16,6 +16,7 @@ func init() {
 		Name:  "bench",
 		Short: "time the GPU decode kernels over a sweep (latency cells)",
 		Usage: "[--out ROOT] [--run-id ID] [--check] FILE.yaml",
+		Long:  func() string { return "Kernels (a bench file's kernels[i].name):\n" + bench.KernelDocs() },
 		Setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer, io.Writer) error {
 			out := fs.String("out", "results", "results `root`: the run goes to ROOT/<name>/<run-id>")
 			runID := fs.String("run-id", "", "run directory name (default: the UTC start time)")

@@ -21,6 +21,8 @@ type Command struct {
 	Short string
 	// Usage is the argument synopsis, e.g. "[flags] FILE.yaml".
 	Usage string
+	// Long, if set, returns more help printed after Short.
+	Long func() string
 	// Flags declares the command's flags on fs; the returned function runs
 	// the command with the remaining arguments.
 	Setup func(fs *flag.FlagSet) func(ctx context.Context, args []string, stdout, stderr io.Writer) error
@@ -82,6 +84,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage := func(w io.Writer) {
 		fs.SetOutput(w)
 		fmt.Fprintf(w, "Usage: hbench %s %s\n\n%s\n", cmd.Name, cmd.Usage, cmd.Short)
+		if cmd.Long != nil {
+			fmt.Fprintf(w, "\n%s", cmd.Long())
+		}
 		var any bool
 		fs.VisitAll(func(*flag.Flag) { any = true })
 		if any {
