@@ -43,7 +43,7 @@ type Kernel struct {
 	// Sparsity ratios: k = N / sparsity keys per list (sparse and hash).
 	Sparsity []float64 `yaml:"sparsity" doc:"sparsity ratios, k = N/sparsity (sparse and hash; default [32])"`
 	// Bits is the hash code width (hash only).
-	Bits int `yaml:"bits" doc:"hash code bits: 32 or 64 (hash only; default 32)"`
+	Bits int `yaml:"bits" doc:"code bits, a multiple of 32 (hash: default 32; lsh: default 128)"`
 	// Codes is the key-code granularity (hash only).
 	Codes string `yaml:"codes" doc:"key codes per-head (one per query head, as the authors and methods/hashattention do) or per-kv-head (one per KV head); hash only, default per-head"`
 	// Sink and Local are the always-kept windows of the budget.

@@ -21,8 +21,8 @@ func init() {
 			if k.Codes != "per-head" && k.Codes != "per-kv-head" {
 				bad("codes", "must be per-head or per-kv-head, got %q", k.Codes)
 			}
-			if k.Bits != 32 && k.Bits != 64 {
-				bad("bits", "must be 32 or 64, got %d", k.Bits)
+			if k.Bits < 32 || k.Bits%32 != 0 {
+				bad("bits", "must be a positive multiple of 32, got %d", k.Bits)
 			}
 		},
 		variant: func(k Kernel) string { return k.Name + "[" + k.Selection + ",codes=" + k.Codes + "]" },

@@ -91,6 +91,19 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 
 const hashSelThreads = 256
 
+// MaxHashBins bounds the number of distinct scores of a list (bits × query
+// heads per list + 1): the select keeps a histogram per warp in shared
+// memory.
+const MaxHashBins = 1536
+
+// hashBins is the number of distinct scores of a list.
+func hashBins(s Shape, sel Selection, bits int) int {
+	if sel == PerHead {
+		return bits + 1
+	}
+	return bits*(s.Heads/s.KVHeads) + 1
+}
+
 // NewHashStep compiles the kernels and allocates the step's buffers. The
 // budget must be resolved for s.Context keys.
 func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.Budget) (*HashStep, error) {
@@ -100,8 +113,8 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 	if sel != PerKVHead && sel != PerHead {
 		return nil, fmt.Errorf("hash step: selection must be per-kv-head or per-head, got %v", sel)
 	}
-	if bits != 32 && bits != 64 {
-		return nil, fmt.Errorf("hash step: bits %d: supported are 32 and 64", bits)
+	if bits < 32 || bits%32 != 0 || hashBins(s, sel, bits) > MaxHashBins {
+		return nil, fmt.Errorf("hash step: bits %d: must be a multiple of 32 with bits × (query heads per list) + 1 <= %d score values", bits, MaxHashBins)
 	}
 	if codeHeads != s.Heads && codeHeads != s.KVHeads {
 		return nil, fmt.Errorf("hash step: code heads %d must be heads %d or kv_heads %d", codeHeads, s.Heads, s.KVHeads)
@@ -125,10 +138,7 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 	lists := s.Batch * s.Lists(sel)
 	lo, hi := b.MiddleRange()
 	m := max(hi-lo, 1)
-	nbins := bits*(s.Heads/s.KVHeads) + 1
-	if sel == PerHead {
-		nbins = bits + 1
-	}
+	nbins := hashBins(s, sel, bits)
 	// Enough blocks to fill the SMs a few times over, each at least one
 	// pass of hashSelThreads keys; select_threshold holds all of a list's
 	// block histograms in 40 KiB of shared memory.
@@ -189,10 +199,18 @@ func (h *HashStep) EnqueueQueryCodes(c *Ctx, s Stream, q, qw Buffer) error {
 // EnqueueSelect computes the query codes from q through the Heads packed
 // query maps qw, scores the key codes kc and writes the lists to h.Idx.
 func (h *HashStep) EnqueueSelect(c *Ctx, s Stream, q, qw, kc Buffer) error {
-	sh := h.Shape
 	if err := h.EnqueueQueryCodes(c, s, q, qw); err != nil {
 		return err
 	}
+	return h.EnqueueSelectCodes(c, s, kc)
+}
+
+// EnqueueSelectCodes runs the counting select alone on the query codes
+// already in h.QC ([Batch][Heads][Bits/32] uint32, written by the caller:
+// LSH's hyperplane codes use this) and the key codes kc, writing the
+// lists to h.Idx.
+func (h *HashStep) EnqueueSelectCodes(c *Ctx, s Stream, kc Buffer) error {
+	sh := h.Shape
 	lists := uint32(sh.Lists(h.Sel))
 	lo, hi := h.Budget.MiddleRange()
 	grid := Dim3{uint32(h.Blocks), lists, uint32(sh.Batch)}
