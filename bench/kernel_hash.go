@@ -50,7 +50,7 @@ func (r *runner) hash(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs)
 		return err
 	}
 	defer h.Free(c)
-	r.tuning = h.Dec.Tuning.String()
+	r.tuning = h.Dec.Tuning.String() + ";hash:" + gpu.HashTuningString()
 	kc, err := c.Alloc(h.KeyCodeBytes())
 	if err != nil {
 		return err

@@ -398,6 +398,18 @@ type Dim3 struct{ X, Y, Z uint32 }
 // Launch enqueues f on stream s. Each arg is a Buffer (its pointer),
 // uintptr, int32, uint32, int (passed as int32), int64 or float32.
 func (c *Ctx) Launch(f *Func, grid, block Dim3, smem uint32, s Stream, args ...any) error {
+	return c.launch(false, f, grid, block, smem, s, args)
+}
+
+// LaunchCooperative enqueues f as a cooperative kernel
+// (cuLaunchCooperativeKernel): the driver guarantees that every block of
+// the grid is resident at once, or fails the launch, so the kernel may
+// wait for all blocks (a grid barrier). Arguments as for Launch.
+func (c *Ctx) LaunchCooperative(f *Func, grid, block Dim3, smem uint32, s Stream, args ...any) error {
+	return c.launch(true, f, grid, block, smem, s, args)
+}
+
+func (c *Ctx) launch(coop bool, f *Func, grid, block Dim3, smem uint32, s Stream, args []any) error {
 	vals := make([]uint64, len(args))
 	ptrs := make([]unsafe.Pointer, len(args))
 	for i, a := range args {
@@ -441,10 +453,17 @@ func (c *Ctx) Launch(f *Func, grid, block Dim3, smem uint32, s Stream, args ...a
 	if len(ptrs) > 0 {
 		pp = unsafe.Pointer(&ptrs[0])
 	}
-	r := cu.LaunchKernel(f.h, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, smem, uintptr(s), pp, 0)
+	name := "cuLaunchKernel"
+	var r result
+	if coop {
+		name = "cuLaunchCooperativeKernel"
+		r = cu.LaunchCooperative(f.h, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, smem, uintptr(s), pp)
+	} else {
+		r = cu.LaunchKernel(f.h, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, smem, uintptr(s), pp, 0)
+	}
 	runtime.KeepAlive(vals)
 	runtime.KeepAlive(ptrs)
-	if err := cuErr("cuLaunchKernel", r); err != nil {
+	if err := cuErr(name, r); err != nil {
 		return fmt.Errorf("launch %s grid %v block %v: %w", f.Name, grid, block, err)
 	}
 	return nil

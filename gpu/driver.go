@@ -56,6 +56,7 @@ var cu struct {
 	FuncSetAttribute        func(f uintptr, attr int32, v int32) result
 	OccupancyMaxBlocks      func(n *int32, f uintptr, block int32, smem uint64) result
 	LaunchKernel            func(f uintptr, gx, gy, gz, bx, by, bz, smem uint32, s uintptr, params unsafe.Pointer, extra uintptr) result
+	LaunchCooperative       func(f uintptr, gx, gy, gz, bx, by, bz, smem uint32, s uintptr, params unsafe.Pointer) result
 	StreamBeginCapture      func(s uintptr, mode int32) result
 	StreamEndCapture        func(s uintptr, g *uintptr) result
 	GraphInstantiate        func(e *uintptr, g uintptr, flags uint64) result
@@ -149,6 +150,7 @@ func loadDriver() error {
 			{&cu.FuncSetAttribute, []string{"cuFuncSetAttribute"}},
 			{&cu.OccupancyMaxBlocks, []string{"cuOccupancyMaxActiveBlocksPerMultiprocessor"}},
 			{&cu.LaunchKernel, []string{"cuLaunchKernel"}},
+			{&cu.LaunchCooperative, []string{"cuLaunchCooperativeKernel"}},
 			{&cu.StreamBeginCapture, []string{"cuStreamBeginCapture_v2"}},
 			{&cu.StreamEndCapture, []string{"cuStreamEndCapture"}},
 			{&cu.GraphInstantiate, []string{"cuGraphInstantiateWithFlags"}},

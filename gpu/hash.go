@@ -3,7 +3,9 @@ package gpu
 import (
 	_ "embed"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/hbench/hbench/budget"
 )
@@ -69,6 +71,12 @@ type HashStep struct {
 	bhist, thr, base     Buffer
 	qcode, keyc          *Func
 	hist, thresh, compct *Func
+	// Fused is the one-launch counting select (select_fused, cooperative
+	// launch on FusedBlocks blocks per list); false: the three kernels.
+	Fused                   bool
+	FusedBlocks, FusedChunk int
+	fused                   *Func
+	ghist, bcnt, bar, scr   Buffer
 	// Dec is the sparse decode over Idx.
 	Dec *Decoder
 }
@@ -86,6 +94,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 	return map[string]string{
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
+		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)),
 	}
 }
 
@@ -94,7 +103,7 @@ const hashSelThreads = 256
 // MaxHashBins bounds the number of distinct scores of a list (bits × query
 // heads per list + 1): the select keeps a histogram per warp in shared
 // memory.
-const MaxHashBins = 1536
+const MaxHashBins = 1500
 
 // hashBins is the number of distinct scores of a list.
 func hashBins(s Shape, sel Selection, bits int) int {
@@ -130,7 +139,7 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 	for _, f := range []struct {
 		p    **Func
 		name string
-	}{{&h.qcode, "query_codes"}, {&h.keyc, "key_codes"}, {&h.hist, "select_hist"}, {&h.thresh, "select_threshold"}, {&h.compct, "select_compact"}} {
+	}{{&h.qcode, "query_codes"}, {&h.keyc, "key_codes"}, {&h.hist, "select_hist"}, {&h.thresh, "select_threshold"}, {&h.compct, "select_compact"}, {&h.fused, "select_fused"}} {
 		if *f.p, err = c.Func(mod, f.name); err != nil {
 			return nil, err
 		}
@@ -164,11 +173,91 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 			return nil, err
 		}
 	}
+	if err := h.planFused(c, lists, m); err != nil {
+		h.Free(c)
+		return nil, err
+	}
 	if h.Dec, err = NewDecoder(c, s, sel, b.Total); err != nil {
 		h.Free(c)
 		return nil, err
 	}
 	return h, nil
+}
+
+// hashTuning is the step's tuning in force, from HBENCH_HASH ("fused=0"
+// runs the three-kernel select; "bps=N" aims the fused select at N blocks
+// per SM, within the occupancy limit; "prefetch=0" stops the query MLP's
+// L2 prefetch of its weights).
+var hashTuning = func() struct{ fused, bps, prefetch int } {
+	t := struct{ fused, bps, prefetch int }{1, 2, 1}
+	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		n, err := strconv.Atoi(v)
+		switch {
+		case kv == "":
+		case ok && err == nil && k == "fused":
+			t.fused = n
+		case ok && err == nil && k == "bps" && n >= 1:
+			t.bps = n
+		case ok && err == nil && k == "prefetch":
+			t.prefetch = n
+		default:
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N or prefetch=0|1", kv))
+		}
+	}
+	return t
+}()
+
+// HashTuningString is the step's tuning in force, for result files.
+func HashTuningString() string {
+	t := hashTuning
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d", t.fused, t.bps, t.prefetch)
+}
+
+// planFused sizes the fused select: every block of the grid must be
+// resident at once (cooperative launch), so the blocks per list are the
+// occupancy limit shared among all lists, at most one block per
+// hashSelThreads*8 keys. Without room for a block per list it keeps the
+// three-kernel select.
+func (h *HashStep) planFused(c *Ctx, lists, m int) error {
+	if hashTuning.fused == 0 {
+		return nil
+	}
+	occ, err := c.Occupancy(h.fused, hashSelThreads, 0)
+	if err != nil {
+		return err
+	}
+	capacity := c.d.Props.SMs * min(occ, hashTuning.bps)
+	per := min(capacity/lists, (m+hashSelThreads*8-1)/(hashSelThreads*8))
+	if per < 1 {
+		return nil
+	}
+	h.FusedChunk = (m + per - 1) / per
+	h.FusedBlocks = (m + h.FusedChunk - 1) / h.FusedChunk
+	scoreBytes := int64(1)
+	if h.nbins > 256 {
+		scoreBytes = 2
+	}
+	for _, a := range []struct {
+		b *Buffer
+		n int64
+	}{
+		{&h.ghist, int64(lists) * int64(h.nbins) * 4},
+		{&h.bcnt, int64(lists) * int64(h.FusedBlocks) * 2 * 4},
+		{&h.bar, 2 * 4},
+		{&h.scr, int64(lists) * int64(h.FusedBlocks) * int64(h.FusedChunk) * scoreBytes},
+	} {
+		if *a.b, err = c.Alloc(a.n); err != nil {
+			return err
+		}
+	}
+	for _, b := range []Buffer{h.ghist, h.bar} {
+		if err := c.Fill32(b, 0, 0); err != nil {
+			return err
+		}
+	}
+	h.Fused = true
+	return c.Sync()
 }
 
 // KeyCodeBytes is the size of the key codes [Batch][CodeHeads][Context][Bits/32].
@@ -213,6 +302,11 @@ func (h *HashStep) EnqueueSelectCodes(c *Ctx, s Stream, kc Buffer) error {
 	sh := h.Shape
 	lists := uint32(sh.Lists(h.Sel))
 	lo, hi := h.Budget.MiddleRange()
+	if h.Fused {
+		return c.LaunchCooperative(h.fused, Dim3{uint32(h.FusedBlocks), lists, uint32(sh.Batch)}, Dim3{X: hashSelThreads}, 0, s,
+			h.QC, kc, sh.Context, sh.Heads, lo, hi, h.FusedChunk, h.Budget.Heavy, h.ghist, h.bcnt, h.bar, h.scr,
+			h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx)
+	}
 	grid := Dim3{uint32(h.Blocks), lists, uint32(sh.Batch)}
 	blk := Dim3{X: hashSelThreads}
 	if err := c.Launch(h.hist, grid, blk, 0, s, h.QC, kc, sh.Context, sh.Heads, lo, hi, h.Chunk, h.bhist); err != nil {
@@ -247,7 +341,7 @@ func (h *HashStep) SelectBytes() int64 { return h.KeyCodeBytes() }
 
 // Free releases the step's buffers.
 func (h *HashStep) Free(c *Ctx) {
-	for _, b := range []Buffer{h.QC, h.Idx, h.bhist, h.thr, h.base} {
+	for _, b := range []Buffer{h.QC, h.Idx, h.bhist, h.thr, h.base, h.ghist, h.bcnt, h.bar, h.scr} {
 		c.Free(b)
 	}
 	if h.Dec != nil {

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -47,7 +48,22 @@ func cpuCode(m *methods.MLP, x []float32) []uint32 {
 	return out[:m.Out()/32]
 }
 
+// withHashTuning runs f under each select variant (fused: one cooperative
+// launch; three kernels), restoring the tuning after.
+func withHashTuning(t *testing.T, f func(t *testing.T)) {
+	old := hashTuning
+	defer func() { hashTuning = old }()
+	for _, fused := range []int{1, 0} {
+		hashTuning.fused = fused
+		t.Run(fmt.Sprintf("fused=%d", fused), f)
+	}
+}
+
 func TestHashStepMatchesReference(t *testing.T) {
+	withHashTuning(t, testHashStepMatchesReference)
+}
+
+func testHashStepMatchesReference(t *testing.T) {
 	d := device(t)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, tc := range []struct {
@@ -63,6 +79,8 @@ func TestHashStepMatchesReference(t *testing.T) {
 		{Shape{1, 4, 4, 64, 777, FP16}, PerHead, 64, 0, budget.Spec{Sparsity: 4, Sink: 1, Local: 3}},
 		{Shape{1, 8, 1, 128, 100, BF16}, PerKVHead, 64, 1, budget.Spec{Sparsity: 4, Sink: 0, Local: 0}},
 		{Shape{1, 4, 2, 128, 40, BF16}, PerHead, 32, 0, budget.Spec{Tokens: 1}}, // k = 1
+		{Shape{1, 8, 2, 128, 70001, BF16}, PerKVHead, 32, 2, budget.Spec{Sparsity: 32, Sink: 4, Local: 32}},
+		{Shape{2, 4, 4, 128, 40000, FP16}, PerHead, 32, 0, budget.Spec{Sparsity: 16, Sink: 4, Local: 32}},
 	} {
 		s := tc.s
 		ch := tc.codeHeads
@@ -128,8 +146,33 @@ func TestHashStepMatchesReference(t *testing.T) {
 			if err := h.EnqueueKeyCodes(c, 0, in.K, kwb, kcb); err != nil {
 				return err
 			}
-			if err := h.Enqueue(c, 0, in, qwb, kcb); err != nil {
+			// Twice directly, then twice through a graph: the fused
+			// select must leave its barrier and histograms reset.
+			for range 2 {
+				if err := h.Enqueue(c, 0, in, qwb, kcb); err != nil {
+					return err
+				}
+			}
+			if err := c.Sync(); err != nil {
 				return err
+			}
+			if err := c.Poison(h.Idx); err != nil {
+				return err
+			}
+			st, err := c.NewStream()
+			if err != nil {
+				return err
+			}
+			defer c.DestroyStream(st)
+			g, err := c.Capture(st, func() error { return h.Enqueue(c, st, in, qwb, kcb) })
+			if err != nil {
+				return fmt.Errorf("capture the step (fused=%v): %w", h.Fused, err)
+			}
+			defer c.DestroyGraph(g)
+			for range 2 {
+				if err := c.LaunchGraph(g, st); err != nil {
+					return err
+				}
 			}
 			if err := c.Sync(); err != nil {
 				return err
@@ -144,7 +187,7 @@ func TestHashStepMatchesReference(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", s, err)
 		}
-		name := func() string { return s.DType + " " + tc.sel.String() }
+		name := func() string { return fmt.Sprintf("%+v %s", s, tc.sel) }
 		// Codes against the CPU HashAttention MLP (methods.MLP.Code).
 		var diff, total int
 		g := s.Heads / s.KVHeads
@@ -239,3 +282,111 @@ func TestHashStepMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestHashSelectTies runs the counting select alone on hand-made codes
+// whose scores take few values (all equal; two values; a staircase), so
+// the threshold bin holds many tied keys and the tie-break decides:
+// lists must equal methods.TopKIndices exactly.
+func TestHashSelectTies(t *testing.T) {
+	withHashTuning(t, testHashSelectTies)
+}
+
+func testHashSelectTies(t *testing.T) {
+	d := device(t)
+	for _, tc := range []struct {
+		name  string
+		s     Shape
+		sel   Selection
+		nbits int
+		spec  budget.Spec
+		code  func(j int) uint32 // key code word of position j (every word)
+	}{
+		{"all equal", Shape{1, 4, 1, 128, 9000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 8, Sink: 4, Local: 16}, func(j int) uint32 { return 0x0f0f0f0f }},
+		{"two values", Shape{1, 4, 1, 128, 20011, BF16}, PerKVHead, 64, budget.Spec{Sparsity: 32, Sink: 2, Local: 8}, func(j int) uint32 {
+			if j%3 == 0 {
+				return 0xffffffff
+			}
+			return 0
+		}},
+		{"staircase", Shape{2, 2, 2, 64, 33333, FP16}, PerHead, 32, budget.Spec{Sparsity: 4, Sink: 0, Local: 0}, func(j int) uint32 { return 1<<(j%33) - 1 }},
+		{"all equal, k = 1", Shape{1, 8, 1, 128, 4097, BF16}, PerKVHead, 32, budget.Spec{Tokens: 1}, func(j int) uint32 { return 7 }},
+	} {
+		s, b, words := tc.s, tc.spec.Resolve(tc.s.Context), tc.nbits/32
+		qc := make([]uint32, s.Batch*s.Heads*words)
+		for i := range qc {
+			qc[i] = uint32(i) * 0x9e3779b9
+		}
+		kc := make([]uint32, s.Batch*s.KVHeads*s.Context*words)
+		for i := range kc {
+			kc[i] = tc.code(i / words % s.Context)
+		}
+		lists := s.Batch * s.Lists(tc.sel)
+		idx := make([]int32, lists*b.Total)
+		err := d.Do(func(c *Ctx) error {
+			h, err := NewHashStep(c, s, tc.sel, tc.nbits, s.KVHeads, b)
+			if err != nil {
+				return err
+			}
+			defer h.Free(c)
+			kcb, err := Upload(c, kc)
+			if err != nil {
+				return err
+			}
+			defer c.Free(kcb)
+			qcb, err := Upload(c, qc)
+			if err != nil {
+				return err
+			}
+			defer c.Free(qcb)
+			if err := c.CopyDtoD(h.QC, qcb, qcb.Size, 0); err != nil {
+				return err
+			}
+			if err := c.Poison(h.Idx); err != nil {
+				return err
+			}
+			for range 3 {
+				if err := h.EnqueueSelectCodes(c, 0, kcb); err != nil {
+					return err
+				}
+			}
+			if err := c.Sync(); err != nil {
+				return err
+			}
+			return Download(c, idx, h.Idx)
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		g := s.Heads / s.KVHeads
+		selHeads := 1
+		if tc.sel == PerKVHead {
+			selHeads = g
+		}
+		scores := make([]float32, s.Context)
+		for bb := 0; bb < s.Batch; bb++ {
+			for l := 0; l < s.Lists(tc.sel); l++ {
+				clear(scores)
+				for gg := 0; gg < selHeads; gg++ {
+					h := l*selHeads + gg
+					for j := range scores {
+						for w := 0; w < words; w++ {
+							scores[j] += float32(32 - bits.OnesCount32(qc[(bb*s.Heads+h)*words+w]^kc[((bb*s.KVHeads+h/g)*s.Context+j)*words+w]))
+						}
+					}
+				}
+				want := b.Fixed(nil)[:b.Sink]
+				lo, hi := b.MiddleRange()
+				want, _ = methods.TopKIndices(scores, lo, hi, b.Heavy, want, nil)
+				for i := s.Context - b.Local; i < s.Context; i++ {
+					want = append(want, int32(i))
+				}
+				li := bb*s.Lists(tc.sel) + l
+				if got := idx[li*b.Total : (li+1)*b.Total]; !slices.Equal(got, want) {
+					t.Errorf("%s batch %d list %d: lists differ\n got %v\nwant %v", tc.name, bb, l, head(got), head(want))
+				}
+			}
+		}
+	}
+}
+
+func head(x []int32) []int32 { return x[:min(len(x), 40)] }

@@ -96,6 +96,22 @@ __device__ __forceinline__ float layer(const float* __restrict__ W, const float*
     return t;  // meaningful in part 0
 }
 
+#ifndef MLP_PREFETCH
+#define MLP_PREFETCH 1
+#endif
+
+// prefetch_map asks L2 for every 128-byte line of one packed map, so that
+// the second and third layers' weights are on chip (or on their way) by
+// the time their loads issue: one HBM round trip for the map instead of
+// one per layer.
+__device__ __forceinline__ void prefetch_map(const float* __restrict__ w) {
+#if MLP_PREFETCH
+    const char* p = (const char*)w;
+    for (int off = threadIdx.x * 128; off < MAP_FLOATS * 4; off += blockDim.x * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
+#endif
+}
+
 // mlp_code: blockDim.x == MLP_THREADS; xs is the input in shared memory.
 __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned int* out) {
     __shared__ float h1[HID], h2[HID];
@@ -127,6 +143,7 @@ extern "C" __global__ void __launch_bounds__(MLP_THREADS)
 query_codes(const float* __restrict__ q, const float* __restrict__ w, int hq, unsigned int* __restrict__ qc) {
     __shared__ float xs[IN_DIM];
     const int h = blockIdx.x, b = blockIdx.y;
+    prefetch_map(w + (size_t)h * MAP_FLOATS);
     for (int j = threadIdx.x; j < IN_DIM; j += blockDim.x) xs[j] = q[((size_t)b * hq + h) * IN_DIM + j];
     __syncthreads();
     mlp_code(xs, w + (size_t)h * MAP_FLOATS, qc + ((size_t)b * hq + h) * WORDS);
@@ -353,5 +370,219 @@ select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restri
         eqRun += te;
         __syncthreads();
       }
+    }
+}
+
+// ---------------------------------------------------------------------
+// Fused counting select: one cooperative launch does what select_hist,
+// select_threshold and select_compact do, with two grid barriers instead
+// of two kernel boundaries, and without re-reading the key codes:
+//   1. each block scores its chunk once, keeps a histogram in shared
+//      memory, adds it to its list's global histogram and stores the
+//      scores as 8- or 16-bit values in a scratch buffer (L2-resident);
+//   -- barrier --
+//   2. every block finds its list's threshold T and count r from the
+//      global histogram, and publishes its own counts above and at T;
+//   -- barrier --
+//   3. each block sums the counts of the blocks before it, each warp
+//      counts its contiguous part of the chunk's scores, and the warps
+//      write their keys in position order (ballots, no block barrier).
+// All blocks must be resident at once: the host launches it with
+// cuLaunchCooperativeKernel on a grid within the occupancy limit.
+// ghist and bar must be zero on entry, and are zero again on exit.
+
+#if SMAX <= 255
+typedef unsigned char score_t;
+#else
+typedef unsigned short score_t;
+#endif
+
+// grid_sync waits until target blocks have arrived at bar (counts grow
+// across the barriers of one launch: the k-th barrier waits for k * grid).
+__device__ __forceinline__ void grid_sync(unsigned int* bar, unsigned int target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(bar, 1u);
+        while (*(volatile unsigned int*)bar < target) __nanosleep(32);
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// select_fused: grid (nblk, NL, B), block SEL_THREADS, cooperative.
+// ghist [B][NL][NBINS]; bcnt [B][NL][nblk][2]; bar [2]; scr [B][NL][nblk][chunk].
+extern "C" __global__ void __launch_bounds__(SEL_THREADS)
+select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo,
+             int hi, int chunk, int heavy, int* __restrict__ ghist, int* __restrict__ bcnt, unsigned int* bar,
+             score_t* __restrict__ scr, int sink, int local, int total, int* __restrict__ idx) {
+    __shared__ int hist[SEL_THREADS / 32][NBINS];
+    __shared__ int sred[2][SEL_THREADS / 32];
+    __shared__ int sT, sR, sBase[2];
+    const int x = blockIdx.x, list = blockIdx.y, b = blockIdx.z, nl = gridDim.y, nblk = gridDim.x;
+    const unsigned int grid = gridDim.x * gridDim.y * gridDim.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const size_t L = (size_t)b * nl + list;
+    int* out = idx + L * total;
+    int* gh = ghist + L * NBINS;
+    score_t* my = scr + (L * nblk + x) * (size_t)chunk;
+    for (int i = threadIdx.x; i < (SEL_THREADS / 32) * NBINS; i += SEL_THREADS) (&hist[0][0])[i] = 0;
+    if (x == 0) {
+        for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
+        for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
+    }
+    Scorer sc;
+    sc.init(qc, kcodes, b, list, hq, N);
+    __syncthreads();
+    const int start = lo + x * chunk, end = min(start + chunk, hi);
+    // 1. score once: histogram and scratch.
+    for (int j0 = start; j0 < end; j0 += SEL_THREADS * UNR) {
+        int sv[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int j = j0 + u * SEL_THREADS + threadIdx.x;
+            sv[u] = j < end ? sc.score(j) : -1;
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int j = j0 + u * SEL_THREADS + threadIdx.x;
+            if (sv[u] >= 0) {
+                atomicAdd(&hist[warp][sv[u]], 1);
+                my[j - start] = (score_t)sv[u];
+            }
+        }
+    }
+    __syncthreads();
+    for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
+        int t = 0;
+#pragma unroll
+        for (int w = 0; w < SEL_THREADS / 32; w++) t += hist[w][s];
+        hist[0][s] = t;  // this block's histogram from here on
+        if (t) atomicAdd(gh + s, t);
+    }
+    grid_sync(bar, grid);
+    // 2. threshold: warp 0 walks the list's histogram from the top.
+    if (warp == 0) {
+        int above = 0, T = SMAX + 1, r = 0;
+        if (heavy > 0) {
+            for (int top = SMAX; top >= 0; top -= 32) {
+                const int s = top - lane;
+                const int v = s >= 0 ? *(volatile int*)(gh + s) : 0;
+                int inc = v;  // inclusive scan from the top
+#pragma unroll
+                for (int o = 1; o < 32; o <<= 1) {
+                    const int n = __shfl_up_sync(0xffffffffu, inc, o);
+                    if (lane >= o) inc += n;
+                }
+                const int before = above + inc - v;
+                const unsigned int hit = __ballot_sync(0xffffffffu, s >= 0 && before < heavy && heavy <= before + v);
+                if (hit) {
+                    const int src = __ffs(hit) - 1;
+                    T = top - src;
+                    r = heavy - __shfl_sync(0xffffffffu, before, src);
+                    break;
+                }
+                above += __shfl_sync(0xffffffffu, inc, 31);
+            }
+        }
+        if (lane == 0) {
+            sT = T;
+            sR = r;
+        }
+    }
+    __syncthreads();
+    const int T = sT, r = sR;
+    {
+        int g = 0, e = 0;
+        for (int s = T + 1 + threadIdx.x; s <= SMAX; s += SEL_THREADS) g += hist[0][s];
+        if (threadIdx.x == 0 && T <= SMAX) e = hist[0][T];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) g += __shfl_xor_sync(0xffffffffu, g, o);
+        if (lane == 0) sred[0][warp] = g;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int t = 0;
+            for (int w = 0; w < SEL_THREADS / 32; w++) t += sred[0][w];
+            bcnt[(L * nblk + x) * 2] = t;
+            bcnt[(L * nblk + x) * 2 + 1] = e;
+        }
+    }
+    grid_sync(bar, 2 * grid);
+    if (x == 0)
+        for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) gh[s] = 0;  // every block has read it
+    // 3. compaction.
+    if (T <= SMAX) {
+        int g = 0, e = 0;
+        for (int y = threadIdx.x; y < x; y += SEL_THREADS) {
+            g += *(volatile int*)(bcnt + (L * nblk + y) * 2);
+            e += *(volatile int*)(bcnt + (L * nblk + y) * 2 + 1);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            g += __shfl_xor_sync(0xffffffffu, g, o);
+            e += __shfl_xor_sync(0xffffffffu, e, o);
+        }
+        __syncthreads();
+        if (lane == 0) {
+            sred[0][warp] = g;
+            sred[1][warp] = e;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int tg = 0, te = 0;
+            for (int w = 0; w < SEL_THREADS / 32; w++) {
+                tg += sred[0][w];
+                te += sred[1][w];
+            }
+            sBase[0] = tg;
+            sBase[1] = te;
+        }
+        // each warp: a contiguous part of the chunk, counted first
+        const int n = end - start;
+        const int sub = ((n + SEL_THREADS / 32 - 1) / (SEL_THREADS / 32) + 31) & ~31;
+        const int ws = min(warp * sub, max(n, 0)), we = min(ws + sub, max(n, 0));
+        int cg = 0, ce = 0;
+        for (int i = ws + lane; i < we; i += 32) {
+            const int s = my[i];
+            cg += s > T;
+            ce += s == T;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            cg += __shfl_xor_sync(0xffffffffu, cg, o);
+            ce += __shfl_xor_sync(0xffffffffu, ce, o);
+        }
+        __syncthreads();
+        if (lane == 0) {
+            sred[0][warp] = cg;
+            sred[1][warp] = ce;
+        }
+        __syncthreads();
+        int gRun = sBase[0], eRun = sBase[1];
+        for (int w = 0; w < warp; w++) {
+            gRun += sred[0][w];
+            eRun += sred[1][w];
+        }
+        const unsigned int lt = (1u << lane) - 1;
+        for (int i0 = ws; i0 < we; i0 += 32) {
+            const int i = i0 + lane;
+            const int s = i < we ? (int)my[i] : -1;
+            const bool gt = s > T, eq = s == T;
+            const unsigned int bg = __ballot_sync(0xffffffffu, gt), be = __ballot_sync(0xffffffffu, eq);
+            const int gg = gRun + __popc(bg & lt), ee = eRun + __popc(be & lt);
+            if (gt || (eq && ee < r)) out[sink + gg + min(ee, r)] = start + i;
+            gRun += __popc(bg);
+            eRun += __popc(be);
+        }
+    }
+    // exit ticket: the last block resets the barrier for the next launch.
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned int t = atomicAdd(bar + 1, 1u);
+        if (t == grid - 1) {
+            bar[0] = 0;
+            bar[1] = 0;
+            __threadfence();
+        }
     }
 }
