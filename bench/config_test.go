@@ -19,7 +19,7 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 			[]string{"b.yaml:2: repeats: must be >= 50", "b.yaml:3: contexts[1]: must be >= 1", "b.yaml:5: kv_heads[1]: 5 KV heads",
 				"b.yaml:6: head_dim[0]: must be 64 or 128", "b.yaml:7: cache[0]", "b.yaml:11: kernels[1].sparsity[0]", "b.yaml:12: kernels[2].name: unknown kernel \"nope\""}},
 		{"selection kernels' params", "name: x\ncontexts: [1024]\nheads: [4]\nkv_heads: [1]\nkernels:\n  - name: oracle\n    page: 8\n  - name: quest\n    page: -1\n  - name: streaming\n    bits: 32\n  - name: sparse\n    sink: 4\n  - name: oracle\n    sink: 1000\n    local: 30\n",
-			[]string{"b.yaml:7: kernels[0].page: only quest take page", "b.yaml:9: kernels[1].page: must be >= 1", "b.yaml:11: kernels[2].bits: only hash take bits",
+			[]string{"b.yaml:7: kernels[0].page: only quest take page", "b.yaml:9: kernels[1].page: must be >= 1", "b.yaml:11: kernels[2].bits: only hash, lsh take bits",
 				"b.yaml:12: kernels[3]: sparse takes no sink", "b.yaml:14: kernels[4]: context 1024, sparsity 32"}},
 		{"hash budget does not fit", "name: x\ncontexts: [1024]\nheads: [4]\nkv_heads: [1]\nkernels:\n  - name: hash\n    sink: 16\n    local: 16\n    codes: per-query\n",
 			[]string{"b.yaml:6: kernels[0]: context 1024, sparsity 32", "b.yaml:9: kernels[0].codes"}},

@@ -81,11 +81,7 @@ func (l *LSH) Prepare(g *attn.Group, opt Options) (Selector, error) {
 	}
 	words := (l.p.Bits + 63) / 64
 	pre, _ := l.cache.get(prepKey{g: g, seed: opt.Seed}, func() (*lshPrep, error) {
-		rng := newRand(l.p.Seed, opt.Seed, int64(g.Layer), int64(g.KVHead))
-		p := &lshPrep{planes: tensor.NewMat(l.p.Bits, in), keys: make([]uint64, g.T()*words)}
-		for i := range p.planes.Data {
-			p.planes.Data[i] = float32(rng.NormFloat64())
-		}
+		p := &lshPrep{planes: l.Planes(g, opt), keys: make([]uint64, g.T()*words)}
 		var m2 float64
 		if l.p.MIPS {
 			for j := 0; j < g.T(); j++ {
@@ -105,6 +101,24 @@ func (l *LSH) Prepare(g *attn.Group, opt Options) (Selector, error) {
 	s := &lshSelector{lshPrep: pre, bits: l.p.Bits, g: g, x: make([]float32, in), qc: make([]uint64, words)}
 	s.ScoreSelector = NewScoreSelector(len(g.Q), opt.Shared, s.score)
 	return s, nil
+}
+
+// Params returns the method's parameters.
+func (l *LSH) Params() LSHParams { return l.p }
+
+// Planes returns the hyperplanes Prepare draws for g and opt: [Bits][d],
+// or [Bits][d+1] with MIPS (the GPU pipeline uploads them).
+func (l *LSH) Planes(g *attn.Group, opt Options) *tensor.Mat {
+	in := g.D()
+	if l.p.MIPS {
+		in++
+	}
+	rng := newRand(l.p.Seed, opt.Seed, int64(g.Layer), int64(g.KVHead))
+	m := tensor.NewMat(l.p.Bits, in)
+	for i := range m.Data {
+		m.Data[i] = float32(rng.NormFloat64())
+	}
+	return m
 }
 
 // simhash writes the sign bits of planes·x into dst (bit i of word i/64).
