@@ -85,7 +85,7 @@ func (k Kernel) Variant() string {
 	if spec := kernelSpecs[k.Name]; spec != nil && spec.variant != nil {
 		return spec.variant(k)
 	}
-	if k.Name == KernelDense {
+	if spec := kernelSpecs[k.Name]; spec != nil && spec.plain {
 		return k.Name
 	}
 	return k.Name + "[" + k.Selection + "]"
@@ -94,7 +94,7 @@ func (k Kernel) Variant() string {
 // Sel returns the kernel's gpu.Selection.
 func (k Kernel) Sel() gpu.Selection {
 	switch {
-	case k.Name == KernelDense:
+	case kernelSpecs[k.Name] != nil && kernelSpecs[k.Name].plain:
 		return gpu.Dense
 	case k.Selection == "per-head":
 		return gpu.PerHead
@@ -173,7 +173,7 @@ func (c *Config) defaults() {
 	}
 	for i := range c.Kernels {
 		k := &c.Kernels[i]
-		if k.Name != KernelDense {
+		if spec := kernelSpecs[k.Name]; spec != nil && !spec.plain {
 			if k.Selection == "" {
 				k.Selection = "per-kv-head"
 			}
@@ -282,9 +282,9 @@ func (c *Config) validate(path string, root *yaml.Node) error {
 			bad(f+".name", at("name"), "unknown kernel %q (known: %s)", k.Name, strings.Join(KernelNames(), ", "))
 			continue
 		}
-		if k.Name == KernelDense {
+		if spec.plain {
 			if k.Selection != "" || len(k.Sparsity) > 0 || k.Bits != 0 || k.Codes != "" || k.Sink != 0 || k.Local != 0 || k.Page != 0 || k.Channels != 0 {
-				bad(f, []any{"kernels", i}, "dense takes no selection, sparsity, bits, codes, sink, local, page or channels")
+				bad(f, []any{"kernels", i}, "%s takes no selection, sparsity, bits, codes, sink, local, page or channels", k.Name)
 			}
 			continue
 		}

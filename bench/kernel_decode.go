@@ -6,7 +6,7 @@ import (
 )
 
 func init() {
-	registerKernel(kernelSpec{name: KernelDense, doc: "split-K dense decode over the whole KV cache", run: (*runner).decode})
+	registerKernel(kernelSpec{name: KernelDense, doc: "split-K dense decode over the whole KV cache", plain: true, run: (*runner).decode})
 	registerKernel(kernelSpec{name: KernelSparse, doc: "gather decode over random index lists of k = N/sparsity rows (one position per stride)", run: (*runner).decode})
 }
 

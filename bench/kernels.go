@@ -17,6 +17,8 @@ type kernelSpec struct {
 	name string
 	// doc is one line for the Kernel.Name documentation.
 	doc string
+	// plain kernels take no selection, sparsity or budget (dense, noop).
+	plain bool
 	// selects says the kernel selects its own keys with a budget of sink
 	// + local + heavy keys (it takes sink and local).
 	selects bool

@@ -186,7 +186,7 @@ func (r *runner) shape(sh Shape, seed uint64) error {
 	}
 	for _, k := range r.cfg.Kernels {
 		spec := kernelSpecs[k.Name]
-		if k.Name == KernelDense {
+		if spec.plain {
 			if err := spec.run(r, sh, k, 0, in); err != nil {
 				return err
 			}

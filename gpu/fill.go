@@ -70,3 +70,13 @@ func (c *Ctx) FillU32(b Buffer, seed uint64) error {
 	n := b.Size / 4
 	return c.Launch(f, fillGrid(n), Dim3{X: 256}, 0, 0, b, n, int64(seed))
 }
+
+// EnqueueNoop launches an empty kernel of one 32-thread block on s (the
+// fixed per-call cost of the timing protocol).
+func (c *Ctx) EnqueueNoop(s Stream) error {
+	f, err := c.utilFunc("noop")
+	if err != nil {
+		return err
+	}
+	return c.Launch(f, Dim3{X: 1}, Dim3{X: 32}, 0, s)
+}

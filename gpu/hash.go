@@ -189,7 +189,7 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // per SM, within the occupancy limit; "prefetch=0" stops the query MLP's
 // L2 prefetch of its weights).
 var hashTuning = func() struct{ fused, bps, prefetch int } {
-	t := struct{ fused, bps, prefetch int }{1, 2, 1}
+	t := struct{ fused, bps, prefetch int }{1, 4, 1}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -232,7 +232,7 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	if per < 1 {
 		return nil
 	}
-	h.FusedChunk = (m + per - 1) / per
+	h.FusedChunk = ((m+per-1)/per + 15) / 16 * 16 // 16-byte aligned score chunks
 	h.FusedBlocks = (m + h.FusedChunk - 1) / h.FusedChunk
 	scoreBytes := int64(1)
 	if h.nbins > 256 {

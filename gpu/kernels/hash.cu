@@ -411,7 +411,8 @@ __device__ __forceinline__ void grid_sync(unsigned int* bar, unsigned int target
 }
 
 // select_fused: grid (nblk, NL, B), block SEL_THREADS, cooperative.
-// ghist [B][NL][NBINS]; bcnt [B][NL][nblk][2]; bar [2]; scr [B][NL][nblk][chunk].
+// ghist [B][NL][NBINS]; bcnt [B][NL][nblk][2]; bar [2]; scr [B][NL][nblk][chunk],
+// chunk a multiple of 16 (16-byte aligned per block).
 extern "C" __global__ void __launch_bounds__(SEL_THREADS)
 select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo,
              int hi, int chunk, int heavy, int* __restrict__ ghist, int* __restrict__ bcnt, unsigned int* bar,
@@ -537,15 +538,28 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
             sBase[0] = tg;
             sBase[1] = te;
         }
-        // each warp: a contiguous part of the chunk, counted first
-        const int n = end - start;
-        const int sub = ((n + SEL_THREADS / 32 - 1) / (SEL_THREADS / 32) + 31) & ~31;
-        const int ws = min(warp * sub, max(n, 0)), we = min(ws + sub, max(n, 0));
+        // Each warp: a contiguous part of the chunk, counted first, then
+        // written in position order; a lane takes VEC consecutive scores
+        // per 16-byte load (the chunk and the parts are multiples of VEC).
+        constexpr int VEC = 16 / sizeof(score_t);
+        constexpr int PER = 32 * VEC;
+        const int n = max(end - start, 0);
+        const int sub = ((n + SEL_THREADS / 32 - 1) / (SEL_THREADS / 32) + PER - 1) / PER * PER;
+        const int ws = min(warp * sub, n), we = min(ws + sub, n);
+        union Vec {
+            uint4 v;
+            score_t s[VEC];
+        };
         int cg = 0, ce = 0;
-        for (int i = ws + lane; i < we; i += 32) {
-            const int s = my[i];
-            cg += s > T;
-            ce += s == T;
+        for (int i0 = ws + lane * VEC; i0 < we; i0 += PER) {
+            Vec u;
+            u.v = *(const uint4*)(my + i0);
+#pragma unroll
+            for (int q = 0; q < VEC; q++) {
+                const bool ok = i0 + q < we;
+                cg += ok && (int)u.s[q] > T;
+                ce += ok && (int)u.s[q] == T;
+            }
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
@@ -563,16 +577,45 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
             gRun += sred[0][w];
             eRun += sred[1][w];
         }
-        const unsigned int lt = (1u << lane) - 1;
-        for (int i0 = ws; i0 < we; i0 += 32) {
-            const int i = i0 + lane;
-            const int s = i < we ? (int)my[i] : -1;
-            const bool gt = s > T, eq = s == T;
-            const unsigned int bg = __ballot_sync(0xffffffffu, gt), be = __ballot_sync(0xffffffffu, eq);
-            const int gg = gRun + __popc(bg & lt), ee = eRun + __popc(be & lt);
-            if (gt || (eq && ee < r)) out[sink + gg + min(ee, r)] = start + i;
-            gRun += __popc(bg);
-            eRun += __popc(be);
+        if (cg > 0 || (ce > 0 && eRun < r)) {
+            for (int i00 = ws; i00 < we; i00 += PER) {
+                const int i0 = i00 + lane * VEC;
+                Vec u;
+                if (i0 < we) u.v = *(const uint4*)(my + i0);
+                int lg = 0, le = 0;
+#pragma unroll
+                for (int q = 0; q < VEC; q++) {
+                    const bool ok = i0 + q < we;
+                    lg += ok && (int)u.s[q] > T;
+                    le += ok && (int)u.s[q] == T;
+                }
+                int xg = lg, xe = le;  // inclusive scans over the lanes
+#pragma unroll
+                for (int o = 1; o < 32; o <<= 1) {
+                    const int a = __shfl_up_sync(0xffffffffu, xg, o), c = __shfl_up_sync(0xffffffffu, xe, o);
+                    if (lane >= o) {
+                        xg += a;
+                        xe += c;
+                    }
+                }
+                int g = gRun + xg - lg, e = eRun + xe - le;
+                if (lg > 0 || (le > 0 && e < r)) {
+#pragma unroll
+                    for (int q = 0; q < VEC; q++) {
+                        if (i0 + q >= we) break;
+                        const int sv = u.s[q];
+                        if (sv > T) {
+                            out[sink + g + min(e, r)] = start + i0 + q;
+                            g++;
+                        } else if (sv == T) {
+                            if (e < r) out[sink + g + e] = start + i0 + q;
+                            e++;
+                        }
+                    }
+                }
+                gRun += __shfl_sync(0xffffffffu, xg, 31);
+                eRun += __shfl_sync(0xffffffffu, xe, 31);
+            }
         }
     }
     // exit ticket: the last block resets the barrier for the next launch.
