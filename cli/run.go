@@ -28,6 +28,7 @@ func init() {
 			fresh := fs.Bool("fresh", false, "discard finished cells of an earlier run of the same experiment")
 			quiet := fs.Bool("quiet", false, "no progress bar")
 			noReport := fs.Bool("no-report", false, "do not render the report at the end")
+			device := fs.String("device", "", "evaluate on `cpu`, gpu (fails without a GPU) or auto (the GPU where one loads, else the CPU); overrides the file's device key")
 			return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				if len(args) != 1 {
 					return Usagef("need exactly one experiment file")
@@ -36,7 +37,12 @@ func init() {
 				if err != nil {
 					return err
 				}
-				opt := runner.Options{Root: *out, RunID: *runID, Workers: *workers, Fresh: *fresh}
+				if *device != "" {
+					if err := x.SetDevice(*device); err != nil {
+						return Usagef("--%v", err)
+					}
+				}
+				opt := runner.Options{Root: *out, RunID: *runID, Workers: *workers, Fresh: *fresh, Log: stderr}
 				if !*quiet {
 					opt.Progress = stderr
 				}

@@ -57,12 +57,29 @@ type Experiment struct {
 	// Trainings are the named HashAttention trainings of the `train:`
 	// block; a method refers to one by name (hashattention: {trained: NAME}).
 	Trainings []*Training
+	// Device says where quality cells are evaluated: DeviceCPU (the
+	// default), DeviceGPU or DeviceAuto (package gpueval); DeviceLine is
+	// the line of the device key (0 when absent).
+	Device     string
+	DeviceLine int
 	// Raw is the decoded document, recorded in the manifest.
 	Raw any
 	// Hash identifies the experiment's content (SHA-256 of the canonical
 	// JSON of Raw).
 	Hash string
 }
+
+// Devices that evaluate quality cells (the top-level device key).
+const (
+	// DeviceCPU evaluates on the CPU (package methods, float32 data).
+	DeviceCPU = "cpu"
+	// DeviceGPU evaluates on the GPU (package gpueval: K/V rounded to fp16);
+	// a run fails when no GPU driver loads.
+	DeviceGPU = "gpu"
+	// DeviceAuto is DeviceGPU where a GPU driver loads, else DeviceCPU
+	// (said on the progress output).
+	DeviceAuto = "auto"
+)
 
 // Budget is one budget point with its source line.
 type Budget struct {
@@ -172,7 +189,7 @@ func Parse(path string, data []byte) (*Experiment, error) {
 		el.add(root.Line, "", "the experiment must be a mapping of keys (name, workloads, methods, ...)")
 		return nil, el.err()
 	}
-	x := &Experiment{Path: path, Dir: filepath.Dir(path), Selection: PerHead, Seed: 1}
+	x := &Experiment{Path: path, Dir: filepath.Dir(path), Selection: PerHead, Seed: 1, Device: DeviceCPU}
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
@@ -203,12 +220,18 @@ func Parse(path string, data []byte) (*Experiment, error) {
 			if x.Selection != PerHead && x.Selection != PerKVHead {
 				el.add(v.Line, "selection", "must be %q or %q, got %q", PerHead, PerKVHead, x.Selection)
 			}
+		case "device":
+			decodeInto(el, v, "device", &x.Device)
+			x.DeviceLine = v.Line
+			if err := CheckDevice(x.Device); err != nil {
+				el.add(v.Line, "device", "%v", err)
+			}
 		case "methods":
 			x.Variants = parseMethods(el, v)
 		case "train":
 			x.Trainings = parseTrain(el, v)
 		default:
-			el.add(k.Line, k.Value, "unknown key (known: name, seed, workloads, calibration, queries, budget, selection, methods, train)")
+			el.add(k.Line, k.Value, "unknown key (known: name, seed, workloads, calibration, queries, budget, selection, device, methods, train)")
 		}
 	}
 	for _, req := range []string{"name", "workloads", "queries", "budget", "methods"} {
@@ -254,10 +277,57 @@ func Parse(path string, data []byte) (*Experiment, error) {
 	var raw any
 	yaml.Unmarshal(data, &raw)
 	x.Raw = jsonSafe(raw)
-	canon, _ := json.Marshal(x.Raw)
-	sum := sha256.Sum256(canon)
-	x.Hash = hex.EncodeToString(sum[:])
+	x.Hash = hashRaw(x.Raw)
 	return x, nil
+}
+
+// hashRaw hashes the canonical JSON of a decoded experiment. A device key
+// of "cpu" is left out, so that writing the default down keeps a run's id
+// (and resumes it); gpu and auto are part of the hash: a GPU run rounds
+// K/V to fp16, so its numbers may differ from the CPU's in the last
+// digits, and the two never share a run directory.
+func hashRaw(raw any) string {
+	if m, ok := raw.(map[string]any); ok && m["device"] == DeviceCPU {
+		c := make(map[string]any, len(m))
+		for k, v := range m {
+			if k != "device" {
+				c[k] = v
+			}
+		}
+		raw = c
+	}
+	canon, _ := json.Marshal(raw)
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:])
+}
+
+// CheckDevice reports whether d names a device (cpu, gpu or auto).
+func CheckDevice(d string) error {
+	switch d {
+	case DeviceCPU, DeviceGPU, DeviceAuto:
+		return nil
+	}
+	return fmt.Errorf("must be %q, %q or %q, got %q", DeviceCPU, DeviceGPU, DeviceAuto, d)
+}
+
+// SetDevice overrides the file's device key (hbench run --device): the
+// experiment, its Raw document and its Hash become those of the file
+// with that key written in it.
+func (x *Experiment) SetDevice(d string) error {
+	if err := CheckDevice(d); err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	x.Device = d
+	if m, ok := x.Raw.(map[string]any); ok {
+		c := make(map[string]any, len(m)+1)
+		for k, v := range m {
+			c[k] = v
+		}
+		c["device"] = d
+		x.Raw = c
+	}
+	x.Hash = hashRaw(x.Raw)
+	return nil
 }
 
 func splitJoined(err error) []string { return strings.Split(err.Error(), "\n") }

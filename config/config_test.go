@@ -85,6 +85,8 @@ func TestParseErrors(t *testing.T) {
 		{"queries unknown key", base("{last: 4}", "{lst: 4}"), []string{"queries: unknown parameter \"lst\""}},
 		{"two errors joined", base("seed: 3", "sede: 3", "  - dense\n", "  - nope\n"), []string{"unknown key", "unknown method \"nope\""}},
 		{"not yaml", "name: [", []string{"t.yaml"}},
+		{"bad device", base("selection: per-kv-head", "selection: per-kv-head\ndevice: cuda"), []string{`t.yaml:10: device: must be "cpu", "gpu" or "auto", got "cuda"`}},
+		{"device not a string", base("selection: per-kv-head", "selection: per-kv-head\ndevice: [gpu]"), []string{"t.yaml:10: device: cannot unmarshal"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -148,5 +150,48 @@ func TestREADMEExample(t *testing.T) {
 	}
 	if len(x.Variants) < 5 || len(x.Trainings) != 1 || len(x.Budgets) != 4 {
 		t.Fatalf("README example parsed to %s", x.Summary())
+	}
+}
+
+// TestDevice: the device key, its default, and what it does to the hash
+// (the run id): "cpu" written or not is the same run; gpu and auto are
+// other runs; --device (SetDevice) gives the hash of the file with the key.
+func TestDevice(t *testing.T) {
+	parse := func(y string) *Experiment {
+		t.Helper()
+		x, err := Parse("exp/t.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	none := parse(good)
+	if none.Device != DeviceCPU || none.DeviceLine != 0 {
+		t.Fatalf("default device %q line %d", none.Device, none.DeviceLine)
+	}
+	cpu := parse(good + "device: cpu\n")
+	gpu := parse(good + "device: gpu\n")
+	auto := parse(good + "device: auto\n")
+	if gpu.Device != DeviceGPU || gpu.DeviceLine != 16 || auto.Device != DeviceAuto {
+		t.Fatalf("device %q line %d, auto %q", gpu.Device, gpu.DeviceLine, auto.Device)
+	}
+	if cpu.Hash != none.Hash {
+		t.Error("device: cpu changes the hash of a file without the key")
+	}
+	if gpu.Hash == none.Hash || auto.Hash == none.Hash || gpu.Hash == auto.Hash {
+		t.Error("device gpu/auto does not change the hash")
+	}
+	x := parse(good)
+	if err := x.SetDevice("gpu"); err != nil {
+		t.Fatal(err)
+	}
+	if x.Hash != gpu.Hash || x.Device != DeviceGPU {
+		t.Errorf("SetDevice(gpu): hash %s, want the file's with device: gpu %s", x.Hash, gpu.Hash)
+	}
+	if err := x.SetDevice("cpu"); err != nil || x.Hash != none.Hash {
+		t.Errorf("SetDevice(cpu): %v, hash %s, want %s", err, x.Hash, none.Hash)
+	}
+	if err := x.SetDevice("tpu"); err == nil || !strings.Contains(err.Error(), `device: must be "cpu", "gpu" or "auto", got "tpu"`) {
+		t.Errorf("SetDevice(tpu): %v", err)
 	}
 }

@@ -29,6 +29,8 @@ import (
 
 	"github.com/hbench/hbench/attn"
 	"github.com/hbench/hbench/config"
+	"github.com/hbench/hbench/gpu"
+	"github.com/hbench/hbench/gpueval"
 	"github.com/hbench/hbench/methods"
 	"github.com/hbench/hbench/metrics"
 	"github.com/hbench/hbench/resultfmt"
@@ -52,6 +54,9 @@ type Options struct {
 	// MaxCells stops after this many new cells (0: no limit); for tests of
 	// resumption.
 	MaxCells int
+	// Log receives notes about the device (methods left on the CPU in a
+	// GPU run, device: auto finding no GPU); nil: none.
+	Log io.Writer
 }
 
 // Result is what a run produced.
@@ -227,23 +232,71 @@ func BuildMethods(ctx context.Context, x *config.Experiment, root string, progre
 	return out, errors.Join(untrained...)
 }
 
-// cellID hashes everything that determines a cell's numbers.
-func cellID(x *config.Experiment, w *config.Workload, layer int, v *config.Variant, b config.Budget) string {
-	key, _ := json.Marshal(map[string]any{
+// cellID hashes everything that determines a cell's numbers. device is
+// the device the cell is evaluated on; the CPU's ids leave it out (as
+// before devices existed), the GPU's include it, so CPU and GPU cells
+// never stand in for each other on resume.
+func cellID(x *config.Experiment, w *config.Workload, layer int, v *config.Variant, b config.Budget, device string) string {
+	k := map[string]any{
 		"workload": w.Name, "kind": w.Kind, "wparams": w.Params, "layer": layer,
 		"method": v.Method, "label": v.Label, "params": v.Params,
 		"budget": b.Spec, "queries": x.Queries, "selection": x.Selection, "seed": x.Seed,
 		"calibration": x.Calibration,
-	})
+	}
+	if device != config.DeviceCPU {
+		k["device"] = device
+	}
+	key, _ := json.Marshal(k)
 	sum := sha256.Sum256(key)
 	return hex.EncodeToString(sum[:8])
 }
 
+// openDevice resolves the experiment's device: nil for the CPU, an
+// Evaluator for the GPU. device: gpu fails without a usable GPU; device:
+// auto then says so on log and evaluates on the CPU.
+func openDevice(x *config.Experiment, log io.Writer) (*gpueval.Evaluator, error) {
+	if x.Device == config.DeviceCPU || x.Device == "" {
+		return nil, nil
+	}
+	ev, err := gpueval.Open(0)
+	if err == nil {
+		return ev, nil
+	}
+	if x.Device == config.DeviceAuto && errors.Is(err, gpu.ErrNoGPU) {
+		if log != nil {
+			fmt.Fprintf(log, "device auto: %v; evaluating on the CPU\n", err)
+		}
+		return nil, nil
+	}
+	const hint = "(device: cpu evaluates on the CPU; device: auto falls back to it)"
+	if x.DeviceLine == 0 { // from hbench run --device
+		return nil, fmt.Errorf("device %s: %w %s", x.Device, err, hint)
+	}
+	return nil, x.Errorf(x.DeviceLine, "device", "%s: %w %s", x.Device, err, hint)
+}
+
 // Run executes the experiment and writes its run directory.
 func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error) {
+	ev, err := openDevice(x, opt.Log)
+	if err != nil {
+		return nil, err
+	}
+	device := config.DeviceCPU
+	if ev != nil {
+		device = config.DeviceGPU
+		defer ev.Close()
+	}
 	groups, err := Load(x)
 	if err != nil {
 		return nil, err
+	}
+	if ev != nil {
+		// The kernels read fp16 K/V: every part of a GPU run sees those values.
+		for _, w := range x.Workloads {
+			if err := gpueval.RoundFP16(groups[w.Name]); err != nil {
+				return nil, x.Errorf(w.Line, "workloads."+w.Name, "%v", err)
+			}
+		}
 	}
 	root := opt.Root
 	if root == "" {
@@ -252,6 +305,18 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	ms, err := BuildMethods(ctx, x, root, opt.Progress, false)
 	if err != nil {
 		return nil, err
+	}
+	if ev != nil {
+		for i, v := range x.Variants {
+			m, note, err := ev.Wrap(v.Method, v.Params, ms[i])
+			if err != nil {
+				return nil, x.Errorf(v.Line, "methods."+v.Label, "%v", err)
+			}
+			if note != "" && opt.Log != nil {
+				fmt.Fprintf(opt.Log, "device gpu: %s: %s\n", v.Label, note)
+			}
+			ms[i] = m
+		}
 	}
 	runID := opt.RunID
 	if runID == "" {
@@ -282,7 +347,7 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 					continue
 				}
 				for _, b := range x.Budgets {
-					cells = append(cells, &cell{id: cellID(x, w, l, v, b), workload: w, layer: l, groups: byLayer[l], variant: v, method: ms[vi], budget: b})
+					cells = append(cells, &cell{id: cellID(x, w, l, v, b, device), workload: w, layer: l, groups: byLayer[l], variant: v, method: ms[vi], budget: b})
 				}
 			}
 		}
@@ -299,6 +364,12 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 		Experiment: x.Name, RunID: runID, ConfigPath: x.Path, ConfigHash: x.Hash, Config: x.Raw,
 		Commit: resultfmt.Commit(x.Dir), GoVersion: runtime.Version(), Started: time.Now().UTC(), Cells: len(cells),
 		Host: resultfmt.ThisHost(opt.Workers),
+	}
+	if ev != nil {
+		p := ev.Dev.Props
+		nv, _, _ := gpu.NVRTCVersion()
+		man.GPU = &resultfmt.GPU{Name: p.Name, ComputeCapability: fmt.Sprintf("%d.%d", p.Major, p.Minor), Driver: p.DriverVersion(),
+			NVRTC: nv, SMs: p.SMs, L2Bytes: p.L2Bytes, MemoryBytes: p.MemoryBytes}
 	}
 	if old, err := resultfmt.ReadManifest(dir); err == nil && len(done) > 0 {
 		man.Started = old.Started // a resumed run keeps its start time
@@ -322,6 +393,10 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 		todo = todo[:opt.MaxCells]
 	}
 	refs := newRefCache(x)
+	if ev != nil {
+		refs.build = ev.Reference
+		refs.onDrop = ev.Drop
+	}
 	if err := execute(ctx, x, todo, refs, opt, func(c *resultfmt.Cell) error {
 		done[c.ID] = c
 		return w.Append(c)
@@ -472,7 +547,10 @@ func evalCell(ctx context.Context, x *config.Experiment, c *cell, refs *refCache
 				if err := checkSelection(sel[h], b.N, b.Total, isUnbudgeted(c.method)); err != nil {
 					return nil, fmt.Errorf("%s layer %d head %d position %d: %s: %w", c.workload.Name, g.Layer, g.QHeads[h], t, c.variant.Label, err)
 				}
-				r := refs.get(g, h, t)
+				r, err := refs.get(g, h, t)
+				if err != nil {
+					return nil, fmt.Errorf("%s layer %d head %d position %d: reference: %w", c.workload.Name, g.Layer, g.QHeads[h], t, err)
+				}
 				rec = append(rec, r.Recall(sel[h], b.Total))
 				mass = append(mass, r.MassRecall(sel[h]))
 				oerr = append(oerr, r.OutputError(sel[h]))
@@ -527,6 +605,10 @@ type refCache struct {
 	budgets []config.Budget
 	mu      sync.Mutex
 	m       map[refKey]*refEntry
+	// build computes a reference (nil: metrics.NewReference on the CPU);
+	// onDrop, when set, is told which groups were dropped.
+	build  func(g *attn.Group, h, t, kmax int) (*metrics.Reference, error)
+	onDrop func(groups []*attn.Group)
 }
 
 type refKey struct {
@@ -537,13 +619,14 @@ type refKey struct {
 type refEntry struct {
 	once sync.Once
 	r    *metrics.Reference
+	err  error
 }
 
 func newRefCache(x *config.Experiment) *refCache {
 	return &refCache{budgets: x.Budgets, m: map[refKey]*refEntry{}}
 }
 
-func (c *refCache) get(g *attn.Group, h, t int) *metrics.Reference {
+func (c *refCache) get(g *attn.Group, h, t int) (*metrics.Reference, error) {
 	k := refKey{g, h, t}
 	c.mu.Lock()
 	e, ok := c.m[k]
@@ -557,9 +640,13 @@ func (c *refCache) get(g *attn.Group, h, t int) *metrics.Reference {
 		for _, b := range c.budgets {
 			kmax = max(kmax, b.TotalFor(t+1))
 		}
+		if c.build != nil {
+			e.r, e.err = c.build(g, h, t, kmax)
+			return
+		}
 		e.r = metrics.NewReference(g.Q[h].Row(t), g.K, g.V, t, g.Scale, kmax)
 	})
-	return e.r
+	return e.r, e.err
 }
 
 // drop forgets the references of the given groups.
@@ -569,10 +656,13 @@ func (c *refCache) drop(groups []*attn.Group) {
 		set[g] = true
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for k := range c.m {
 		if set[k.g] {
 			delete(c.m, k)
 		}
+	}
+	c.mu.Unlock()
+	if c.onDrop != nil {
+		c.onDrop(groups)
 	}
 }
