@@ -15,6 +15,10 @@ var lshSrc string
 // lshThreads is the block size of lsh.cu's kernels (LSH_THREADS).
 const lshThreads = 256
 
+// lshQCThreads is lsh_query_codes' block size (QC_THREADS: four warps,
+// one per partial sum of tensor.Dot32).
+const lshQCThreads = 128
+
 // lshKeysPerBlock is lsh_key_codes' keys per block (KEYS_PER_BLOCK).
 const lshKeysPerBlock = 32
 
@@ -169,7 +173,7 @@ func (l *LSHStep) EnqueueKeyCodes(c *Ctx, s Stream, k Buffer) error {
 // fp32) to l.Hash.QC.
 func (l *LSHStep) EnqueueQueryCodes(c *Ctx, s Stream, q Buffer) error {
 	sh := l.Shape
-	return c.Launch(l.qcodes, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: lshThreads}, 0, s, q, l.P, sh.Heads, l.Hash.QC)
+	return c.Launch(l.qcodes, Dim3{uint32(l.Words), uint32(sh.Heads), uint32(sh.Batch)}, Dim3{X: lshQCThreads}, 0, s, q, l.P, sh.Heads, l.Hash.QC)
 }
 
 // EnqueueSelect computes the query codes of q and selects into l.Hash.Idx.

@@ -128,18 +128,35 @@ extern "C" __global__ void __launch_bounds__(LSH_THREADS) lsh_key_codes(
     }
 }
 
-// lsh_query_codes: qc[b][h][w] of the fp32 queries Q [B][H][HEAD_DIM]
-// (with MIPS the extra coordinate is 0). Grid (heads, batch).
-extern "C" __global__ void __launch_bounds__(LSH_THREADS) lsh_query_codes(
+// lsh_query_codes: word w of qc[b][h] for the fp32 queries Q [B][H][HEAD_DIM]
+// (with MIPS the extra coordinate is 0). The block stages the word's 32
+// planes in shared memory (all loads in flight at once), warp m sums the
+// partial chain s_m of tensor.Dot32 for lane i's plane (chain 0 also the
+// tail), and warp 0 adds them in Dot32's order. Grid (WORDS, heads, batch),
+// QC_THREADS threads.
+#define QC_THREADS 128
+#define MAIN (IN / 4 * 4)
+extern "C" __global__ void __launch_bounds__(QC_THREADS) lsh_query_codes(
     const float* __restrict__ Q, const float* __restrict__ PT, int heads, unsigned int* __restrict__ qc) {
+    __shared__ float ps[IN][32];
     __shared__ float xs[IN];
-    const int h = blockIdx.x, bh = blockIdx.y * heads + h;
-    for (int c = threadIdx.x; c < IN; c += LSH_THREADS) xs[c] = c < HEAD_DIM ? Q[(size_t)bh * HEAD_DIM + c] : 0.f;
+    __shared__ float part[4][32];
+    const int w = blockIdx.x, h = blockIdx.y, bh = blockIdx.z * heads + h;
+    const float* pt = PT + (size_t)(h / GROUP) * IN * PBITS + 32 * w;
+#pragma unroll 8
+    for (int e = threadIdx.x; e < IN * 32; e += QC_THREADS) ps[e / 32][e % 32] = pt[(e / 32) * PBITS + e % 32];
+    for (int c = threadIdx.x; c < IN; c += QC_THREADS) xs[c] = c < HEAD_DIM ? Q[(size_t)bh * HEAD_DIM + c] : 0.f;
     __syncthreads();
-    const float* pt = PT + (size_t)(h / GROUP) * IN * PBITS;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int w = warp; w < WORDS; w += LSH_THREADS / 32) {
-        const float d = lsh_dot32(pt, 32 * w + lane, xs);
+    const int m = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float s = 0.f;
+#pragma unroll 8
+    for (int i = m; i < MAIN; i += 4) s = __fadd_rn(s, __fmul_rn(ps[i][lane], xs[i]));
+    if (m == 0)
+        for (int i = MAIN; i < IN; i++) s = __fadd_rn(s, __fmul_rn(ps[i][lane], xs[i]));
+    part[m][lane] = s;
+    __syncthreads();
+    if (m == 0) {
+        const float d = __fadd_rn(__fadd_rn(part[0][lane], part[1][lane]), __fadd_rn(part[2][lane], part[3][lane]));
         const unsigned int bits = __ballot_sync(0xffffffffu, d > 0.f);
         if (lane == 0) qc[(size_t)bh * WORDS + w] = bits;
     }
