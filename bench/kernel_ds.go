@@ -32,8 +32,10 @@ func init() {
 
 // doubleSparsity times the Double Sparsity step (label scores, radix
 // top-k, sparse decode: stage "step"), its select alone (stage "select";
-// bytes = the labels read, the scores written and read once) and the
-// top-k alone (stage "topk"; bytes = the scores read once). The labels
+// bytes = the labels read, the scores written and read once), the label
+// scores alone (stage "scores"; bytes = the labels read, the scores
+// written) and the top-k alone (stage "topk"; bytes = the scores read
+// once). The labels
 // (16-bit, r = channels, default head_dim/8, channels spread evenly over
 // the head) are built once before timing (prefill).
 func (r *runner) doubleSparsity(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs) error {
@@ -68,6 +70,9 @@ func (r *runner) doubleSparsity(sh Shape, k Kernel, sparsity float64, in gpu.Dec
 		return err
 	}
 	if err := r.timeModes(sh, k, sparsity, b.Total, "select", d.SelectBytes(), []bool{true}, func() error { return d.EnqueueSelect(c, r.s, in.Q) }); err != nil {
+		return err
+	}
+	if err := r.timeModes(sh, k, sparsity, b.Total, "scores", d.LabelBytes()+d.S.Size, []bool{true}, func() error { return d.EnqueueScores(c, r.s, in.Q) }); err != nil {
 		return err
 	}
 	return r.timeModes(sh, k, sparsity, b.Total, "topk", d.TopKBytes(), []bool{true}, func() error { return d.EnqueueTopKOf(c, r.s, d.S, sh.Context) })
