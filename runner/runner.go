@@ -81,9 +81,19 @@ type cell struct {
 // fits every workload's evaluated positions. It returns the groups per
 // workload name.
 func Load(x *config.Experiment) (map[string][]*attn.Group, error) {
+	return loadGroups(x, nil)
+}
+
+// loadGroups is Load; a workload for which lazy returns true may compute only
+// the queries of the plan's positions (workloads.Env.Queries).
+func loadGroups(x *config.Experiment, lazy func(*config.Workload) bool) (map[string][]*attn.Group, error) {
 	out := map[string][]*attn.Group{}
 	for i, w := range x.Workloads {
-		groups, err := loadWorkload(x, w, fmt.Sprintf("workloads[%d]", i))
+		env := workloads.Env{Dir: x.Dir}
+		if lazy != nil && lazy(w) {
+			env.Queries = x.Queries.Positions
+		}
+		groups, err := loadWorkload(x, w, fmt.Sprintf("workloads[%d]", i), env)
 		if err != nil {
 			return nil, err
 		}
@@ -110,9 +120,9 @@ func Load(x *config.Experiment) (map[string][]*attn.Group, error) {
 	return out, nil
 }
 
-func loadWorkload(x *config.Experiment, w *config.Workload, path string) ([]*attn.Group, error) {
+func loadWorkload(x *config.Experiment, w *config.Workload, path string, env workloads.Env) ([]*attn.Group, error) {
 	spec, _ := workloads.Registry.Lookup(w.Kind)
-	wl, err := spec.New(w.Params, workloads.Env{Dir: x.Dir})
+	wl, err := spec.New(w.Params, env)
 	if err != nil {
 		return nil, x.Errorf(w.Line, path+"."+w.Kind, "%v", err)
 	}
@@ -132,6 +142,16 @@ func loadWorkload(x *config.Experiment, w *config.Workload, path string) ([]*att
 	return groups, nil
 }
 
+// stepQueryOnly lists the methods whose Prepare and Select read no query
+// but the evaluated step's: on workloads evaluated by these alone, only
+// the query plan's queries are generated. Note: h2o reads every past
+// query (accumulated attention) and doublesparsity with calibration: self
+// every query of the group, so they need them all.
+var stepQueryOnly = map[string]bool{
+	"dense": true, "oracle": true, "streaming": true, "random": true,
+	"quest": true, "lsh": true, "hashattention": true,
+}
+
 // ErrNotTrained is what methods get from Env.Trained when BuildMethods is
 // told not to train (hbench validate).
 var ErrNotTrained = errors.New("not trained yet (hbench run trains it)")
@@ -144,13 +164,13 @@ func BuildMethods(ctx context.Context, x *config.Experiment, root string, progre
 		mu    sync.Mutex
 		calib = map[string][]*attn.Group{}
 	)
-	load := func(name string, workloads []*config.Workload, block string) ([]*attn.Group, error) {
+	load := func(name string, wls []*config.Workload, block string) ([]*attn.Group, error) {
 		if g, ok := calib[name]; ok {
 			return g, nil
 		}
-		for i, w := range workloads {
+		for i, w := range wls {
 			if w.Name == name {
-				g, err := loadWorkload(x, w, fmt.Sprintf("%s[%d]", block, i))
+				g, err := loadWorkload(x, w, fmt.Sprintf("%s[%d]", block, i), workloads.Env{Dir: x.Dir})
 				if err != nil {
 					return nil, err
 				}
@@ -286,7 +306,24 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 		device = config.DeviceGPU
 		defer ev.Close()
 	}
-	groups, err := Load(x)
+	root := opt.Root
+	if root == "" {
+		root = "results"
+	}
+	ms, err := BuildMethods(ctx, x, root, opt.Progress, false)
+	if err != nil {
+		return nil, err
+	}
+	// Only the plan's queries are computed where every method evaluated on
+	// the workload reads only the query of the step (stepQueryOnly).
+	groups, err := loadGroups(x, func(w *config.Workload) bool {
+		for _, v := range x.Variants {
+			if v.RunsOn(w.Name) && !stepQueryOnly[v.Method] {
+				return false
+			}
+		}
+		return true
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -297,14 +334,6 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 				return nil, x.Errorf(w.Line, "workloads."+w.Name, "%v", err)
 			}
 		}
-	}
-	root := opt.Root
-	if root == "" {
-		root = "results"
-	}
-	ms, err := BuildMethods(ctx, x, root, opt.Progress, false)
-	if err != nil {
-		return nil, err
 	}
 	if ev != nil {
 		for i, v := range x.Variants {

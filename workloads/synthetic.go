@@ -223,19 +223,41 @@ func init() {
 		Name:     "synthetic",
 		Doc:      "seeded Q/K/V with planted sinks, recency, pivotal keys, a query/key shift, GQA and RoPE",
 		Defaults: func() any { return DefaultSyntheticParams() },
-		New: func(p any, _ Env) (Workload, error) {
+		New: func(p any, env Env) (Workload, error) {
 			sp := *p.(*SyntheticParams)
 			if err := sp.Validate(); err != nil {
 				return nil, fmt.Errorf("synthetic: %w", err)
 			}
-			return &syntheticWorkload{p: sp}, nil
+			return &syntheticWorkload{p: sp, queries: env.Queries}, nil
 		},
 	})
 }
 
-type syntheticWorkload struct{ p SyntheticParams }
+type syntheticWorkload struct {
+	p       SyntheticParams
+	queries func(T int) []int
+}
 
-func (w *syntheticWorkload) Groups() ([]*attn.Group, error) { return GenerateSynthetic(w.p) }
+func (w *syntheticWorkload) Groups() ([]*attn.Group, error) {
+	if w.queries == nil {
+		return GenerateSynthetic(w.p)
+	}
+	return GenerateSyntheticAt(w.p, w.queries(w.p.Tokens))
+}
+
+// GenerateSyntheticAt is GenerateSynthetic computing the queries at the
+// given positions only: those rows are bit-identical to
+// GenerateSynthetic's, the other rows of Q are zero, and K and V are the
+// same. (The random streams still advance through every position.)
+func GenerateSyntheticAt(p SyntheticParams, positions []int) ([]*attn.Group, error) {
+	need := make([]bool, max(p.Tokens, 0))
+	for _, t := range positions {
+		if t >= 0 && t < len(need) {
+			need[t] = true
+		}
+	}
+	return generateSyntheticFor(p, runtime.GOMAXPROCS(0), nil, need)
+}
 
 // GenerateSynthetic returns the Groups of the synthetic workload: for each
 // layer l and KV head g, a Group with Layer l, KVHead g and query heads
@@ -332,6 +354,12 @@ type synthGroup struct {
 }
 
 func generateSynthetic(p SyntheticParams, workers int, hook pivotHook) ([]*attn.Group, error) {
+	return generateSyntheticFor(p, workers, hook, nil)
+}
+
+// generateSyntheticFor generates the groups; need, when not nil, marks
+// the positions whose queries are computed (the others stay zero).
+func generateSyntheticFor(p SyntheticParams, workers int, hook pivotHook, need []bool) ([]*attn.Group, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("synthetic: %w", err)
 	}
@@ -357,7 +385,7 @@ func generateSynthetic(p SyntheticParams, workers int, hook pivotHook) ([]*attn.
 			jobs := make([]func(), 0, groupSize+1)
 			jobs = append(jobs, func() { g.V = sg.values() })
 			for i := range g.Q {
-				jobs = append(jobs, func() { sg.queries(g.QHeads[i], g.Q[i], hook) })
+				jobs = append(jobs, func() { sg.queries(g.QHeads[i], g.Q[i], hook, need) })
 			}
 			parallel(workers, jobs)
 			g.K = sg.shiftedKeys()
@@ -611,8 +639,9 @@ func drawDistinct(r *rand.Rand, k, n int, dst []int32) []int32 {
 	return dst
 }
 
-// queries fills q (one query head of the group).
-func (sg *synthGroup) queries(head int, q *tensor.Mat, hook pivotHook) {
+// queries fills q (one query head of the group): every row, or with need
+// the rows t with need[t] (the random streams advance through all).
+func (sg *synthGroup) queries(head int, q *tensor.Mat, hook pivotHook, need []bool) {
 	p := sg.p
 	d := p.Dim
 	r := rngFor(p.Seed, sg.layer, sg.kv, streamQuery, head)
@@ -621,13 +650,16 @@ func (sg *synthGroup) queries(head int, q *tensor.Mat, hook pivotHook) {
 	x := make([]float64, d)
 	var idx, pos []int32
 	for t := 0; t < p.Tokens; t++ {
+		skip := need != nil && !need[t]
 		for i := range x {
 			x[i] = p.Noise * r.NormFloat64()
 		}
-		sg.structure(x, t, fRecency)
-		if sg.sinkU != nil {
-			for i, u := range sg.sinkU {
-				x[i] += fSink * sg.gamma * u
+		if !skip {
+			sg.structure(x, t, fRecency)
+			if sg.sinkU != nil {
+				for i, u := range sg.sinkU {
+					x[i] += fSink * sg.gamma * u
+				}
 			}
 		}
 		if p.Pivotal > 0 {
@@ -645,11 +677,16 @@ func (sg *synthGroup) queries(head int, q *tensor.Mat, hook pivotHook) {
 			for _, i := range idx {
 				j := sg.candidate(int(i))
 				pos = append(pos, j)
-				axpy(x, fPivotal*sg.kInv[j], sg.ident.Row(int(j)))
+				if !skip {
+					axpy(x, fPivotal*sg.kInv[j], sg.ident.Row(int(j)))
+				}
 			}
 			if hook != nil {
 				hook(sg.layer, head, t, pos)
 			}
+		}
+		if skip {
+			continue
 		}
 		row := q.Row(t)
 		for i, v := range x {

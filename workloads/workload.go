@@ -24,6 +24,11 @@ type Workload interface {
 type Env struct {
 	// Dir is the directory relative paths resolve against (the YAML file's).
 	Dir string
+	// Queries, when set, returns the positions (ascending) whose queries
+	// are evaluated in a sequence of T positions: a workload may leave the
+	// other rows of Q zero (the synthetic generator skips their arithmetic;
+	// the rows it does fill are bit-identical). Nil: every row.
+	Queries func(T int) []int
 }
 
 // Constructor builds a workload from a parameter struct made by its entry's
