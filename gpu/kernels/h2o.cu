@@ -18,7 +18,8 @@
 // pos [lists][cap] int32 and acc [lists][cap] double, the first `total`
 // slots valid, in no particular order. Accumulated scores are kept in
 // double, as the CPU's, so that the GPU evicts what the CPU evicts
-// wherever the two differ only by rounding of the logits.
+// wherever the two differ only by rounding (fp32 logits in another
+// order, float exps: ~1e-6 of a weight).
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 128
@@ -41,6 +42,7 @@
 #define EPL (HEAD_DIM / 16)  // elements of a key row per lane (16 lanes per row)
 #define HT 256               // threads of h2o_logits, h2o_accum, h2o_init
 #define ST 1024              // threads of h2o_select (one block per list)
+#define SU 8                 // slots per thread per step of h2o_select
 #define HINF __int_as_float(0x7f800000)
 #define DINF __longlong_as_double(0x7ff0000000000000ll)
 
@@ -93,14 +95,25 @@ h2o_select(int* __restrict__ pos, double* __restrict__ acc, int* __restrict__ id
     int* I = idx + (size_t)li * total;
     double ba = DINF;
     int bp = -1, bs = -1;
-    for (int i = threadIdx.x; i < prev; i += ST) {
-        const int p = P[i];
-        if (i < total) I[i] = p;
-        if (p >= lo && p < hi) {
-            const double a = A[i];
-            if (evictFirst(a, p, i, ba, bp, bs)) {
-                ba = a;
-                bp = p;
+    // SU slots per thread per step, all loads issued before any is used
+    // (one dependent load per slot at a time was latency-bound: 32 µs for
+    // 32K slots).
+    for (int i0 = threadIdx.x; i0 < prev; i0 += ST * SU) {
+        int pv[SU];
+        double av[SU];
+#pragma unroll
+        for (int u = 0; u < SU; u++) {
+            const int i = i0 + u * ST;
+            pv[u] = i < prev ? P[i] : -1;
+            av[u] = i < prev ? A[i] : DINF;
+        }
+#pragma unroll
+        for (int u = 0; u < SU; u++) {
+            const int i = i0 + u * ST;
+            if (i < total) I[i] = pv[u];
+            if (pv[u] >= lo && pv[u] < hi && evictFirst(av[u], pv[u], i, ba, bp, bs)) {
+                ba = av[u];
+                bp = pv[u];
                 bs = i;
             }
         }
@@ -175,8 +188,10 @@ h2o_init(const int* __restrict__ sel, const float* __restrict__ pre, int pstride
     }
 }
 
-// Online (max, sum of exp(x - max)) of one head, the sum in double; the
-// differences are taken in float, as the CPU's float32 logits.
+// Online (max, sum of exp(x - max)) of one head: float differences (as
+// the CPU's float32 logits) and exps, the sum in double. (Double exps,
+// one lane per head in turn, made the first version's h2o_logits and
+// h2o_accum 5× slower than their K reads.)
 __device__ __forceinline__ void h2o_combine(float& m, double& z, float m2, double z2) {
     if (m2 == -HINF) return;
     if (m == -HINF) {
@@ -185,10 +200,10 @@ __device__ __forceinline__ void h2o_combine(float& m, double& z, float m2, doubl
         return;
     }
     if (m2 > m) {
-        z = z * exp((double)(m - m2)) + z2;
+        z = z * (double)expf(m - m2) + z2;
         m = m2;
     } else {
-        z += z2 * exp((double)(m2 - m));
+        z += z2 * (double)expf(m2 - m);
     }
 }
 
@@ -242,6 +257,7 @@ h2o_logits(const float* __restrict__ q, const unsigned short* __restrict__ k, co
 #pragma unroll
             for (int e = 0; e < EPL / 2; e++) w[e] = 0u;
         }
+        float mine = 0.f;  // lane l16 < HL: head l16's dot
 #pragma unroll
         for (int g = 0; g < HL; g++) {
             float a = 0.f;
@@ -252,11 +268,12 @@ h2o_logits(const float* __restrict__ q, const unsigned short* __restrict__ k, co
             }
 #pragma unroll
             for (int off = 8; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
-            if (ok && l16 == g) {
-                const float xs = a * scale;
-                lgl[(size_t)g * lgs + i] = xs;
-                h2o_combine(m, z, xs, 1.0);
-            }
+            if (l16 == g) mine = a;
+        }
+        if (ok && l16 < HL) {
+            const float xs = mine * scale;
+            lgl[(size_t)l16 * lgs + i] = xs;
+            h2o_combine(m, z, xs, 1.0);
         }
     }
     // Block reduce per head: half-warp hw's lane g holds head g's partial.
@@ -280,48 +297,42 @@ h2o_logits(const float* __restrict__ q, const unsigned short* __restrict__ k, co
 }
 
 // h2o_accum: grid (nblk, NL, B), block HT. Reduces the nblk partials of
-// each head of list li to (M, Z), then adds to the score of every slot i
-// of the block's chunk the weight exp(x - M)/Z of each head in turn (the
-// CPU's order), unless rep (a repeated step: computed, not stored).
+// each head of list li to (M, Z) (a warp per head), then adds to the
+// score of every slot i of the block's chunk the weight exp(x - M)·(1/Z)
+// of each head in turn (the CPU's order), unless rep (a repeated step:
+// computed, not stored).
 extern "C" __global__ void __launch_bounds__(HT)
 h2o_accum(const float* __restrict__ lg, int lgs, const double* __restrict__ part, int nblk, int total, int chunk, int cap,
           double* __restrict__ acc, int rep) {
-    __shared__ float rm[HT];
-    __shared__ double rz[HT];
     __shared__ float gm[HL];
-    __shared__ double gz[HL];
+    __shared__ double gz[HL];  // 1/Z
     const int x = blockIdx.x, li = blockIdx.z * gridDim.y + blockIdx.y;
-    for (int g = 0; g < HL; g++) {
-        const double* p = part + ((size_t)li * HL + g) * nblk * 2;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    // Warp g reduces head g's partials (HL <= HT/32), xor shuffles.
+    if (warp < HL) {
+        const double* p = part + ((size_t)li * HL + warp) * nblk * 2;
         float M = -HINF;
         double Z = 0.0;
-        for (int i = threadIdx.x; i < nblk; i += HT) h2o_combine(M, Z, (float)p[2 * i], p[2 * i + 1]);
-        rm[threadIdx.x] = M;
-        rz[threadIdx.x] = Z;
-        __syncthreads();
-        for (int off = HT / 2; off > 0; off >>= 1) {
-            if (threadIdx.x < off) {
-                float a = rm[threadIdx.x];
-                double c = rz[threadIdx.x];
-                h2o_combine(a, c, rm[threadIdx.x + off], rz[threadIdx.x + off]);
-                rm[threadIdx.x] = a;
-                rz[threadIdx.x] = c;
-            }
-            __syncthreads();
+        for (int i = lane; i < nblk; i += 32) h2o_combine(M, Z, (float)p[2 * i], p[2 * i + 1]);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, M, off);
+            const double z2 = __shfl_xor_sync(0xffffffffu, Z, off);
+            h2o_combine(M, Z, m2, z2);
         }
-        if (threadIdx.x == 0) {
-            gm[g] = rm[0];
-            gz[g] = rz[0];
+        if (lane == 0) {
+            gm[warp] = M;
+            gz[warp] = 1.0 / Z;
         }
-        __syncthreads();
     }
+    __syncthreads();
     const float* lgl = lg + (size_t)li * HL * lgs;
     double* A = acc + (size_t)li * cap;
     const int start = x * chunk, end = min(start + chunk, total);
     for (int i = start + threadIdx.x; i < end; i += HT) {
         double a = A[i];
 #pragma unroll
-        for (int g = 0; g < HL; g++) a += exp((double)(lgl[(size_t)g * lgs + i] - gm[g])) / gz[g];
+        for (int g = 0; g < HL; g++) a += (double)expf(lgl[(size_t)g * lgs + i] - gm[g]) * gz[g];
         if (!rep) A[i] = a;
     }
 }
