@@ -314,6 +314,7 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	loadStart := time.Now()
 	// Only the plan's queries are computed where every method evaluated on
 	// the workload reads only the query of the step (stepQueryOnly).
 	groups, err := loadGroups(x, func(w *config.Workload) bool {
@@ -333,6 +334,9 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 			if err := gpueval.RoundFP16(groups[w.Name]); err != nil {
 				return nil, x.Errorf(w.Line, "workloads."+w.Name, "%v", err)
 			}
+		}
+		if opt.Log != nil {
+			fmt.Fprintf(opt.Log, "device gpu: %s; workloads loaded and rounded to fp16 in %.1fs\n", ev.Dev.Props.Name, time.Since(loadStart).Seconds())
 		}
 	}
 	if ev != nil {
