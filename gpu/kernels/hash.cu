@@ -391,11 +391,6 @@ select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restri
 // cuLaunchCooperativeKernel on a grid within the occupancy limit.
 // ghist and bar must be zero on entry, and are zero again on exit.
 
-// LANE_HIST: with few score values, the block histogram has a column per
-// lane ([NBINS][32]), so the lanes of a warp never hit one address (the
-// per-warp histograms serialise on the few crowded middle bins).
-#define LANE_HIST (NBINS <= 257)
-
 #if SMAX <= 255
 typedef unsigned char score_t;
 #else
@@ -422,14 +417,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS)
 select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo,
              int hi, int chunk, int heavy, int* __restrict__ ghist, int* __restrict__ bcnt, unsigned int* bar,
              score_t* __restrict__ scr, int sink, int local, int total, int* __restrict__ idx) {
-#if LANE_HIST
-    __shared__ int hist[NBINS][32];  // a column per lane: no two lanes of a warp collide
-    __shared__ int btot[NBINS];
-    int* tot = btot;
-#else
     __shared__ int hist[SEL_THREADS / 32][NBINS];
-    int* tot = hist[0];
-#endif
     __shared__ int sred[2][SEL_THREADS / 32];
     __shared__ int sT, sR, sBase[2];
     const int x = blockIdx.x, list = blockIdx.y, b = blockIdx.z, nl = gridDim.y, nblk = gridDim.x;
@@ -439,7 +427,7 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
     int* out = idx + L * total;
     int* gh = ghist + L * NBINS;
     score_t* my = scr + (L * nblk + x) * (size_t)chunk;
-    for (int i = threadIdx.x; i < (int)(sizeof(hist) / sizeof(int)); i += SEL_THREADS) (&hist[0][0])[i] = 0;
+    for (int i = threadIdx.x; i < (SEL_THREADS / 32) * NBINS; i += SEL_THREADS) (&hist[0][0])[i] = 0;
     if (x == 0) {
         for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
         for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
@@ -460,35 +448,19 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         for (int u = 0; u < UNR; u++) {
             const int j = j0 + u * SEL_THREADS + threadIdx.x;
             if (sv[u] >= 0) {
-#if LANE_HIST
-                atomicAdd(&hist[sv[u]][lane], 1);
-#else
                 atomicAdd(&hist[warp][sv[u]], 1);
-#endif
                 my[j - start] = (score_t)sv[u];
             }
         }
     }
     __syncthreads();
-#if LANE_HIST
-    for (int s = warp; s < NBINS; s += SEL_THREADS / 32) {
-        int t = hist[s][lane];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-        if (lane == 0) {
-            tot[s] = t;  // this block's histogram
-            if (t) atomicAdd(gh + s, t);
-        }
-    }
-#else
     for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
         int t = 0;
 #pragma unroll
         for (int w = 0; w < SEL_THREADS / 32; w++) t += hist[w][s];
-        tot[s] = t;  // this block's histogram from here on
+        hist[0][s] = t;  // this block's histogram from here on
         if (t) atomicAdd(gh + s, t);
     }
-#endif
     grid_sync(bar, grid);
     // 2. threshold: warp 0 walks the list's histogram from the top.
     if (warp == 0) {
@@ -523,8 +495,8 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
     const int T = sT, r = sR;
     {
         int g = 0, e = 0;
-        for (int s = T + 1 + threadIdx.x; s <= SMAX; s += SEL_THREADS) g += tot[s];
-        if (threadIdx.x == 0 && T <= SMAX) e = tot[T];
+        for (int s = T + 1 + threadIdx.x; s <= SMAX; s += SEL_THREADS) g += hist[0][s];
+        if (threadIdx.x == 0 && T <= SMAX) e = hist[0][T];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) g += __shfl_xor_sync(0xffffffffu, g, o);
         if (lane == 0) sred[0][warp] = g;
