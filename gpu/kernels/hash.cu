@@ -164,6 +164,12 @@ key_codes(const unsigned short* __restrict__ k, const float* __restrict__ w, int
 }
 
 // Scoring context of one list.
+#if CODE_DIV >= SEL_HEADS
+#define KHEADS 1  // one key-code head serves all the list's query heads
+#else
+#define KHEADS SEL_HEADS
+#endif
+
 struct Scorer {
     unsigned int q[SEL_HEADS][WORDS];
     const unsigned int* kc[SEL_HEADS];  // code-head bases, [N][WORDS]
@@ -180,23 +186,27 @@ struct Scorer {
         }
     }
 
-    __device__ __forceinline__ int score(int j) const {
+    // load fetches key j's code words (of each key-code head of the list).
+    __device__ __forceinline__ void load(int j, unsigned int (&k)[KHEADS][WORDS]) const {
+#pragma unroll
+        for (int g = 0; g < KHEADS; g++)
+#pragma unroll
+            for (int w = 0; w < WORDS; w++) k[g][w] = __ldg(kc[g] + (size_t)j * WORDS + w);
+    }
+
+    __device__ __forceinline__ int score_of(const unsigned int (&k)[KHEADS][WORDS]) const {
         int s = 0;
-#if CODE_DIV >= SEL_HEADS
-        unsigned int k[WORDS];
-#pragma unroll
-        for (int w = 0; w < WORDS; w++) k[w] = __ldg(kc[0] + (size_t)j * WORDS + w);
 #pragma unroll
         for (int g = 0; g < SEL_HEADS; g++)
 #pragma unroll
-            for (int w = 0; w < WORDS; w++) s += 32 - __popc(q[g][w] ^ k[w]);
-#else
-#pragma unroll
-        for (int g = 0; g < SEL_HEADS; g++)
-#pragma unroll
-            for (int w = 0; w < WORDS; w++) s += 32 - __popc(q[g][w] ^ __ldg(kc[g] + (size_t)j * WORDS + w));
-#endif
+            for (int w = 0; w < WORDS; w++) s += 32 - __popc(q[g][w] ^ k[KHEADS == 1 ? 0 : g][w]);
         return s;
+    }
+
+    __device__ __forceinline__ int score(int j) const {
+        unsigned int k[KHEADS][WORDS];
+        load(j, k);
+        return score_of(k);
     }
 };
 
@@ -436,21 +446,28 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
     sc.init(qc, kcodes, b, list, hq, N);
     __syncthreads();
     const int start = lo + x * chunk, end = min(start + chunk, hi);
-    // 1. score once: histogram and scratch.
-    for (int j0 = start; j0 < end; j0 += SEL_THREADS * UNR) {
-        int sv[UNR];
+    // 1. score once: histogram and scratch. Full passes load all their
+    // keys' codes before scoring any (FU keys per thread in flight); the
+    // tail pass checks bounds.
+    constexpr int FU = (16 / (KHEADS * WORDS)) < 1 ? 1 : (16 / (KHEADS * WORDS)) > 8 ? 8 : (16 / (KHEADS * WORDS));
+    int j0 = start;
+    for (; j0 + SEL_THREADS * FU <= end; j0 += SEL_THREADS * FU) {
+        unsigned int k[FU][KHEADS][WORDS];
 #pragma unroll
-        for (int u = 0; u < UNR; u++) {
-            const int j = j0 + u * SEL_THREADS + threadIdx.x;
-            sv[u] = j < end ? sc.score(j) : -1;
+        for (int u = 0; u < FU; u++) sc.load(j0 + u * SEL_THREADS + threadIdx.x, k[u]);
+#pragma unroll
+        for (int u = 0; u < FU; u++) {
+            const int sv = sc.score_of(k[u]);
+            atomicAdd(&hist[warp][sv], 1);
+            my[j0 + u * SEL_THREADS + threadIdx.x - start] = (score_t)sv;
         }
-#pragma unroll
-        for (int u = 0; u < UNR; u++) {
-            const int j = j0 + u * SEL_THREADS + threadIdx.x;
-            if (sv[u] >= 0) {
-                atomicAdd(&hist[warp][sv[u]], 1);
-                my[j - start] = (score_t)sv[u];
-            }
+    }
+    for (; j0 < end; j0 += SEL_THREADS) {
+        const int j = j0 + threadIdx.x;
+        if (j < end) {
+            const int sv = sc.score(j);
+            atomicAdd(&hist[warp][sv], 1);
+            my[j - start] = (score_t)sv;
         }
     }
     __syncthreads();
