@@ -76,7 +76,7 @@ type HashStep struct {
 	Fused                   bool
 	FusedBlocks, FusedChunk int
 	fused                   *Func
-	ghist, bcnt, bar, scr   Buffer
+	ghist, bcnt, bar, scr   Buffer // bcnt: per-block suffix sums of the histogram
 	// Dec is the sparse decode over Idx.
 	Dec *Decoder
 }
@@ -243,8 +243,8 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 		n int64
 	}{
 		{&h.ghist, int64(lists) * int64(h.nbins) * 4},
-		{&h.bcnt, int64(lists) * int64(h.FusedBlocks) * 2 * 4},
-		{&h.bar, 2 * 4},
+		{&h.bcnt, int64(lists) * int64(h.FusedBlocks) * int64(h.nbins+1) * 4},
+		{&h.bar, int64(lists) * 32 * 4},
 		{&h.scr, int64(lists) * int64(h.FusedBlocks) * int64(h.FusedChunk) * scoreBytes},
 	} {
 		if *a.b, err = c.Alloc(a.n); err != nil {

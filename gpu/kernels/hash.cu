@@ -385,21 +385,22 @@ select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restri
 
 // ---------------------------------------------------------------------
 // Fused counting select: one cooperative launch does what select_hist,
-// select_threshold and select_compact do, with two grid barriers instead
-// of two kernel boundaries, and without re-reading the key codes:
+// select_threshold and select_compact do, with one barrier per list
+// instead of two kernel boundaries, and without re-reading the key codes:
 //   1. each block scores its chunk once, keeps a histogram in shared
-//      memory, adds it to its list's global histogram and stores the
-//      scores as 8- or 16-bit values in a scratch buffer (L2-resident);
-//   -- barrier --
+//      memory, adds it to its list's global histogram, publishes its
+//      suffix sums (keys at or above each score) and stores the scores as
+//      8- or 16-bit values in a scratch buffer (L2-resident);
+//   -- barrier of the list's blocks --
 //   2. every block finds its list's threshold T and count r from the
-//      global histogram, and publishes its own counts above and at T;
-//   -- barrier --
-//   3. each block sums the counts of the blocks before it, each warp
-//      counts its contiguous part of the chunk's scores, and the warps
-//      write their keys in position order (ballots, no block barrier).
+//      global histogram, and the keys above and at T in the blocks before
+//      it from their suffix sums (two loads per block);
+//   3. each warp counts its contiguous part of the chunk's scores, then
+//      the warps write their keys in position order (no block barrier).
 // All blocks must be resident at once: the host launches it with
 // cuLaunchCooperativeKernel on a grid within the occupancy limit.
-// ghist and bar must be zero on entry, and are zero again on exit.
+// ghist and bar must be zero on entry, and are zero again on exit (the
+// last block of a list to finish resets them).
 
 #if SMAX <= 255
 typedef unsigned char score_t;
@@ -407,35 +408,40 @@ typedef unsigned char score_t;
 typedef unsigned short score_t;
 #endif
 
-// grid_sync waits until target blocks have arrived at bar (counts grow
-// across the barriers of one launch: the k-th barrier waits for k * grid).
-__device__ __forceinline__ void grid_sync(unsigned int* bar, unsigned int target) {
+#define BAR_STRIDE 32  // one 128-byte line of barrier state per list
+
+// list_sync: the blocks of one list (nb of them) meet; cnt counts
+// arrivals over the launch, the last arriver of a phase raises flag.
+__device__ __forceinline__ void list_sync(unsigned int* cnt, unsigned int* flag, unsigned int nb, unsigned int phase) {
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence();
-        atomicAdd(bar, 1u);
-        while (*(volatile unsigned int*)bar < target) __nanosleep(32);
+        const unsigned int t = atomicAdd(cnt, 1u);
+        if (t == phase * nb - 1)
+            atomicExch(flag, phase);
+        else
+            while (*(volatile unsigned int*)flag < phase) __nanosleep(64);
         __threadfence();
     }
     __syncthreads();
 }
 
 // select_fused: grid (nblk, NL, B), block SEL_THREADS, cooperative.
-// ghist [B][NL][NBINS]; bcnt [B][NL][nblk][2]; bar [2]; scr [B][NL][nblk][chunk],
-// chunk a multiple of 16 (16-byte aligned per block).
+// ghist [B][NL][NBINS]; cum [B][NL][nblk][NBINS+1]; bar [B][NL][BAR_STRIDE];
+// scr [B][NL][nblk][chunk], chunk a multiple of 16 (16-byte aligned per block).
 extern "C" __global__ void __launch_bounds__(SEL_THREADS)
 select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo,
-             int hi, int chunk, int heavy, int* __restrict__ ghist, int* __restrict__ bcnt, unsigned int* bar,
+             int hi, int chunk, int heavy, int* __restrict__ ghist, int* __restrict__ cum, unsigned int* bar,
              score_t* __restrict__ scr, int sink, int local, int total, int* __restrict__ idx) {
     __shared__ int hist[SEL_THREADS / 32][NBINS];
     __shared__ int sred[2][SEL_THREADS / 32];
     __shared__ int sT, sR, sBase[2];
     const int x = blockIdx.x, list = blockIdx.y, b = blockIdx.z, nl = gridDim.y, nblk = gridDim.x;
-    const unsigned int grid = gridDim.x * gridDim.y * gridDim.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const size_t L = (size_t)b * nl + list;
     int* out = idx + L * total;
     int* gh = ghist + L * NBINS;
+    unsigned int* lbar = bar + L * BAR_STRIDE;
     score_t* my = scr + (L * nblk + x) * (size_t)chunk;
     for (int i = threadIdx.x; i < (SEL_THREADS / 32) * NBINS; i += SEL_THREADS) (&hist[0][0])[i] = 0;
     if (x == 0) {
@@ -478,7 +484,36 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         hist[0][s] = t;  // this block's histogram from here on
         if (t) atomicAdd(gh + s, t);
     }
-    grid_sync(bar, grid);
+    __syncthreads();
+    // suffix sums of this block's histogram: thread t owns PB consecutive
+    // bins from the top, then an exclusive scan of the threads' sums.
+    {
+        constexpr int PB = (NBINS + SEL_THREADS - 1) / SEL_THREADS;
+        int* cb = cum + (L * nblk + x) * (NBINS + 1);
+        const int hiBin = SMAX - threadIdx.x * PB;  // this thread's top bin
+        int own = 0;
+#pragma unroll
+        for (int i = 0; i < PB; i++)
+            if (hiBin - i >= 0) own += hist[0][hiBin - i];
+        int inc = own;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int n = __shfl_up_sync(0xffffffffu, inc, o);
+            if (lane >= o) inc += n;
+        }
+        if (lane == 31) sred[0][warp] = inc;
+        __syncthreads();
+        int run = inc - own;
+        for (int w = 0; w < warp; w++) run += sred[0][w];
+#pragma unroll
+        for (int i = 0; i < PB; i++)
+            if (hiBin - i >= 0) {
+                run += hist[0][hiBin - i];
+                cb[hiBin - i] = run;  // keys scoring >= hiBin - i
+            }
+        if (threadIdx.x == 0) cb[NBINS] = 0;  // keys scoring > SMAX
+    }
+    list_sync(lbar, lbar + 1, nblk, 1);
     // 2. threshold: warp 0 walks the list's histogram from the top.
     if (warp == 0) {
         int above = 0, T = SMAX + 1, r = 0;
@@ -510,30 +545,14 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
     }
     __syncthreads();
     const int T = sT, r = sR;
-    {
-        int g = 0, e = 0;
-        for (int s = T + 1 + threadIdx.x; s <= SMAX; s += SEL_THREADS) g += hist[0][s];
-        if (threadIdx.x == 0 && T <= SMAX) e = hist[0][T];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) g += __shfl_xor_sync(0xffffffffu, g, o);
-        if (lane == 0) sred[0][warp] = g;
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            int t = 0;
-            for (int w = 0; w < SEL_THREADS / 32; w++) t += sred[0][w];
-            bcnt[(L * nblk + x) * 2] = t;
-            bcnt[(L * nblk + x) * 2 + 1] = e;
-        }
-    }
-    grid_sync(bar, 2 * grid);
-    if (x == 0)
-        for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) gh[s] = 0;  // every block has read it
     // 3. compaction.
     if (T <= SMAX) {
-        int g = 0, e = 0;
+        int g = 0, e = 0;  // keys above and at T in the blocks before this one
         for (int y = threadIdx.x; y < x; y += SEL_THREADS) {
-            g += *(volatile int*)(bcnt + (L * nblk + y) * 2);
-            e += *(volatile int*)(bcnt + (L * nblk + y) * 2 + 1);
+            const int* cy = cum + (L * nblk + y) * (NBINS + 1);
+            const int ge = *(volatile int*)(cy + T), gt = *(volatile int*)(cy + T + 1);
+            g += gt;
+            e += ge - gt;
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
@@ -635,14 +654,21 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
             }
         }
     }
-    // exit ticket: the last block resets the barrier for the next launch.
+    // exit ticket: the list's last block resets its histogram and barrier
+    // (every block of the list read them before taking its ticket).
     __syncthreads();
+    __shared__ bool sLast;
     if (threadIdx.x == 0) {
-        const unsigned int t = atomicAdd(bar + 1, 1u);
-        if (t == grid - 1) {
-            bar[0] = 0;
-            bar[1] = 0;
-            __threadfence();
+        __threadfence();
+        sLast = atomicAdd(lbar, 1u) == 2u * nblk - 1;
+    }
+    __syncthreads();
+    if (sLast) {
+        for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) gh[s] = 0;
+        if (threadIdx.x == 0) {
+            lbar[0] = 0;
+            lbar[1] = 0;
         }
+        __threadfence();
     }
 }
