@@ -128,7 +128,7 @@ func NewH2OStep(c *Ctx, s Shape, sel Selection, recent float64, maxTotal int) (*
 		}
 	}
 	lists := int64(s.Batch * s.Lists(sel))
-	h.want = min(256, max(1, c.d.Props.SMs*4/int(lists)))
+	h.want = min(256, max(1, c.d.Props.SMs*8/int(lists)))
 	hl := int64(h.headsPerList())
 	capn := int64(maxTotal)
 	for _, a := range []struct {
