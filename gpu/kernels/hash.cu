@@ -457,6 +457,42 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
     // tail pass checks bounds.
     constexpr int FU = (16 / (KHEADS * WORDS)) < 1 ? 1 : (16 / (KHEADS * WORDS)) > 8 ? 8 : (16 / (KHEADS * WORDS));
     int j0 = start;
+#if KHEADS == 1 && WORDS == 1
+    // One code word per key: 16-byte loads of 4 keys each (VF per thread
+    // in flight), on the 4-aligned middle of the chunk; the head and tail
+    // go through the loops below.
+    constexpr int VF = 4;
+    {
+        // keys whose code word is 16-byte aligned: (misalignment m of the
+        // head's base + j) % 4 == 0 (N need not be a multiple of 4)
+        const int m = (int)(((size_t)sc.kc[0] >> 2) & 3);
+        const int a0 = min(start + ((4 - ((m + start) & 3)) & 3), end);
+        for (int j = start + threadIdx.x; j < a0; j += SEL_THREADS) {
+            const int sv = sc.score(j);
+            atomicAdd(&hist[warp][sv], 1);
+            my[j - start] = (score_t)sv;
+        }
+        j0 = a0;
+        for (; j0 + SEL_THREADS * VF * 4 <= end; j0 += SEL_THREADS * VF * 4) {
+            uint4 k[VF];
+#pragma unroll
+            for (int u = 0; u < VF; u++) k[u] = __ldg((const uint4*)(sc.kc[0] + j0) + u * SEL_THREADS + threadIdx.x);
+#pragma unroll
+            for (int u = 0; u < VF; u++) {
+                const int jb = j0 + (u * SEL_THREADS + threadIdx.x) * 4 - start;
+                const unsigned int w[4] = {k[u].x, k[u].y, k[u].z, k[u].w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int sv = 0;
+#pragma unroll
+                    for (int g = 0; g < SEL_HEADS; g++) sv += 32 - __popc(sc.q[g][0] ^ w[e]);
+                    atomicAdd(&hist[warp][sv], 1);
+                    my[jb + e] = (score_t)sv;
+                }
+            }
+        }
+    }
+#endif
     for (; j0 + SEL_THREADS * FU <= end; j0 += SEL_THREADS * FU) {
         unsigned int k[FU][KHEADS][WORDS];
 #pragma unroll
@@ -514,13 +550,17 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         if (threadIdx.x == 0) cb[NBINS] = 0;  // keys scoring > SMAX
     }
     list_sync(lbar, lbar + 1, nblk, 1);
-    // 2. threshold: warp 0 walks the list's histogram from the top.
+    // 2. threshold: the list's histogram into shared memory (one round
+    // trip), then warp 0 walks it from the top.
+    int* lh = hist[1];  // row 1 of the per-warp histograms is free now
+    for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) lh[s] = *(volatile int*)(gh + s);
+    __syncthreads();
     if (warp == 0) {
         int above = 0, T = SMAX + 1, r = 0;
         if (heavy > 0) {
             for (int top = SMAX; top >= 0; top -= 32) {
                 const int s = top - lane;
-                const int v = s >= 0 ? *(volatile int*)(gh + s) : 0;
+                const int v = s >= 0 ? lh[s] : 0;
                 int inc = v;  // inclusive scan from the top
 #pragma unroll
                 for (int o = 1; o < 32; o <<= 1) {
