@@ -94,7 +94,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 	return map[string]string{
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
-		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)),
+		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
 	}
 }
 
@@ -187,9 +187,10 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // hashTuning is the step's tuning in force, from HBENCH_HASH ("fused=0"
 // runs the three-kernel select; "bps=N" aims the fused select at N blocks
 // per SM, within the occupancy limit; "prefetch=0" stops the query MLP's
-// L2 prefetch of its weights).
-var hashTuning = func() struct{ fused, bps, prefetch int } {
-	t := struct{ fused, bps, prefetch int }{1, 4, 1}
+// L2 prefetch of its weights; "parts=8" splits each MLP layer's inputs 8
+// ways, 1024 threads per head, instead of 4).
+var hashTuning = func() struct{ fused, bps, prefetch, parts int } {
+	t := struct{ fused, bps, prefetch, parts int }{1, 4, 1, 4}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -201,8 +202,10 @@ var hashTuning = func() struct{ fused, bps, prefetch int } {
 			t.bps = n
 		case ok && err == nil && k == "prefetch":
 			t.prefetch = n
+		case ok && err == nil && k == "parts" && (n == 2 || n == 4 || n == 8):
+			t.parts = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N or prefetch=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1 or parts=2|4|8", kv))
 		}
 	}
 	return t
@@ -211,7 +214,7 @@ var hashTuning = func() struct{ fused, bps, prefetch int } {
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d", t.fused, t.bps, t.prefetch)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d", t.fused, t.bps, t.prefetch, t.parts)
 }
 
 // planFused sizes the fused select: every block of the grid must be
@@ -275,14 +278,14 @@ func (h *HashStep) MapFloats() int {
 // CodeHeads packed key maps kw (prefill; not part of the step).
 func (h *HashStep) EnqueueKeyCodes(c *Ctx, s Stream, k, kw, kc Buffer) error {
 	sh := h.Shape
-	return c.Launch(h.keyc, Dim3{uint32(sh.Context), uint32(h.CodeHeads), uint32(sh.Batch)}, Dim3{X: 4 * HashHidden}, 0, s,
+	return c.Launch(h.keyc, Dim3{uint32(sh.Context), uint32(h.CodeHeads), uint32(sh.Batch)}, Dim3{X: uint32(hashTuning.parts * HashHidden)}, 0, s,
 		k, kw, sh.Context, sh.KVHeads, h.CodeHeads, kc)
 }
 
 // EnqueueQueryCodes computes only the query codes (for timing the MLP).
 func (h *HashStep) EnqueueQueryCodes(c *Ctx, s Stream, q, qw Buffer) error {
 	sh := h.Shape
-	return c.Launch(h.qcode, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: 4 * HashHidden}, 0, s, q, qw, sh.Heads, h.QC)
+	return c.Launch(h.qcode, Dim3{uint32(sh.Heads), uint32(sh.Batch), 1}, Dim3{X: uint32(hashTuning.parts * HashHidden)}, 0, s, q, qw, sh.Heads, h.QC)
 }
 
 // EnqueueSelect computes the query codes from q through the Heads packed

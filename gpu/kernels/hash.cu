@@ -65,7 +65,9 @@ __device__ __forceinline__ float ld16(const unsigned short* p) {
 #endif
 }
 
+#ifndef MLP_PARTS
 #define MLP_PARTS 4
+#endif
 #define MLP_THREADS (HID * MLP_PARTS)
 
 // layer: out[i] = sum_j W[j*COLS + i] * x[j] for i < COLS, with each of
