@@ -25,6 +25,10 @@
 // sum rounded on its own (no FMA contraction); the shared sum starts at 0
 // and adds the heads in order, as methods.ScoreSelector. Quantisation is
 // methods' quantRow in float64 (round half away from zero).
+//
+// Note (rejected): two keys per thread per step in ds_scores (both label
+// loads in flight, half the blocks): slower on the H200, 100.6 -> 122.0 us
+// at 1M keys, 32/8 heads per KV head, r = 16 (bench-lsh-ds, cold).
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 128
