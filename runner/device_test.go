@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hbench/hbench/attn"
 	"github.com/hbench/hbench/config"
 	"github.com/hbench/hbench/gpu"
 	"github.com/hbench/hbench/gpueval"
@@ -155,5 +156,62 @@ func TestDeviceGPUMatchesCPU(t *testing.T) {
 	}
 	if _, err := resultfmt.ReadManifest(g.Dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRefPrefetch: with prefetch (as GPU runs use it) the first request
+// of a group builds every (head, position) reference in the background;
+// each equals the one built on request, and a dropped or closed cache
+// builds nothing more.
+func TestRefPrefetch(t *testing.T) {
+	x := deviceExperiment(t, "cpu")
+	groups, err := Load(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := groups["synth"][0]
+	pos := x.Queries.Positions(g.T())
+	c := newRefCache(x)
+	c.prefetch = x.Queries.Positions
+	plain := newRefCache(x)
+	r, err := c.get(g, 1, pos[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.wg.Wait() // the prefetch finishes
+	c.mu.Lock()
+	n := len(c.m)
+	c.mu.Unlock()
+	if want := len(pos) * len(g.Q); n != want {
+		t.Fatalf("%d references built, want %d", n, want)
+	}
+	for _, tt := range pos {
+		for h := range g.Q {
+			got, err := c.get(g, h, tt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := plain.get(g, h, tt)
+			if got.LSE != want.LSE || got.N != want.N || got.Recall([]int32{0, 1, 2}, 3) != want.Recall([]int32{0, 1, 2}, 3) {
+				t.Fatalf("head %d position %d: prefetched reference differs", h, tt)
+			}
+		}
+	}
+	if r2, _ := c.get(g, 1, pos[2]); r2 != r {
+		t.Fatal("reference rebuilt")
+	}
+	c.drop([]*attn.Group{g})
+	if r, err := c.getFor(g, 0, pos[0], true); r != nil || err != nil {
+		t.Fatal("prefetch after drop built a reference")
+	}
+	c.close()
+	if r, err := c.getFor(groups["synth"][0], 0, pos[0], true); r != nil || err != nil {
+		t.Fatal("prefetch after close built a reference")
+	}
+	c.mu.Lock()
+	n = len(c.m)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d references left after drop", n)
 	}
 }

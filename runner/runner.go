@@ -429,7 +429,11 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	if ev != nil {
 		refs.build = ev.Reference
 		refs.onDrop = ev.Drop
+		// Every cell of a layer walks the same (position, head) order and
+		// waits on the same reference: build them all at once instead.
+		refs.prefetch = x.Queries.Positions
 	}
+	defer refs.close() // before ev.Close: the prefetch uses the device
 	if err := execute(ctx, x, todo, refs, opt, func(c *resultfmt.Cell) error {
 		done[c.ID] = c
 		return w.Append(c)
@@ -642,6 +646,22 @@ type refCache struct {
 	// onDrop, when set, is told which groups were dropped.
 	build  func(g *attn.Group, h, t, kmax int) (*metrics.Reference, error)
 	onDrop func(groups []*attn.Group)
+	// prefetch, when set, gives the evaluated positions of a sequence of T:
+	// a group's first request then starts building all its references
+	// (every query head at every position) on GOMAXPROCS goroutines.
+	prefetch func(T int) []int
+	started  map[*attn.Group]bool // groups whose prefetch started
+	dropped  map[*attn.Group]bool // groups dropped (a late prefetch stops)
+	closed   bool                 // the run is over: prefetches stop
+	wg       sync.WaitGroup       // running prefetches
+}
+
+// close stops the prefetches and waits for the references in flight.
+func (c *refCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
 }
 
 type refKey struct {
@@ -660,14 +680,34 @@ func newRefCache(x *config.Experiment) *refCache {
 }
 
 func (c *refCache) get(g *attn.Group, h, t int) (*metrics.Reference, error) {
+	return c.getFor(g, h, t, false)
+}
+
+// getFor is get; for a prefetch it does nothing once g is dropped.
+func (c *refCache) getFor(g *attn.Group, h, t int, prefetch bool) (*metrics.Reference, error) {
 	k := refKey{g, h, t}
 	c.mu.Lock()
+	if prefetch && (c.dropped[g] || c.closed) {
+		c.mu.Unlock()
+		return nil, nil
+	}
 	e, ok := c.m[k]
 	if !ok {
 		e = &refEntry{}
 		c.m[k] = e
 	}
+	start := c.prefetch != nil && !c.started[g] && !c.dropped[g] && !c.closed
+	if start {
+		if c.started == nil {
+			c.started, c.dropped = map[*attn.Group]bool{}, map[*attn.Group]bool{}
+		}
+		c.started[g] = true
+		c.wg.Add(1)
+	}
 	c.mu.Unlock()
+	if start {
+		go c.prefetchGroup(g)
+	}
 	e.once.Do(func() {
 		kmax := 1
 		for _, b := range c.budgets {
@@ -682,6 +722,31 @@ func (c *refCache) get(g *attn.Group, h, t int) (*metrics.Reference, error) {
 	return e.r, e.err
 }
 
+// prefetchGroup builds every reference of g on GOMAXPROCS goroutines,
+// stopping early once g is dropped.
+func (c *refCache) prefetchGroup(g *attn.Group) {
+	defer c.wg.Done()
+	type job struct{ h, t int }
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				c.getFor(g, j.h, j.t, true) // errors reach the cell that asks
+			}
+		}()
+	}
+	for _, t := range c.prefetch(g.T()) {
+		for h := range g.Q {
+			jobs <- job{h, t}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
 // drop forgets the references of the given groups.
 func (c *refCache) drop(groups []*attn.Group) {
 	set := map[*attn.Group]bool{}
@@ -692,6 +757,11 @@ func (c *refCache) drop(groups []*attn.Group) {
 	for k := range c.m {
 		if set[k.g] {
 			delete(c.m, k)
+		}
+	}
+	if c.dropped != nil {
+		for g := range set {
+			c.dropped[g] = true
 		}
 	}
 	c.mu.Unlock()
