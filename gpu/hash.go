@@ -217,14 +217,6 @@ func HashTuningString() string {
 	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d", t.fused, t.bps, t.prefetch, t.parts)
 }
 
-// privMaxBins and privMaxChunk mirror hash.cu's PRIV_HIST: with at most
-// that many score values the fused select counts in per-thread byte
-// counters, so a block's chunk may hold at most 255 keys per thread.
-const (
-	privMaxBins  = 160
-	privMaxChunk = 255 * hashSelThreads
-)
-
 // planFused sizes the fused select: every block of the grid must be
 // resident at once (cooperative launch), so the blocks per list are the
 // occupancy limit shared among all lists, at most one block per
@@ -240,14 +232,6 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	}
 	capacity := c.d.Props.SMs * min(occ, hashTuning.bps)
 	per := min(capacity/lists, (m+hashSelThreads*8-1)/(hashSelThreads*8))
-	if h.nbins <= privMaxBins {
-		// byte counters per thread: at most 255 keys per thread per block
-		need := (m + privMaxChunk - 1) / privMaxChunk
-		if need > capacity/lists {
-			return nil
-		}
-		per = max(per, need)
-	}
 	if per < 1 {
 		return nil
 	}

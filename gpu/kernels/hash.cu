@@ -410,14 +410,7 @@ typedef unsigned char score_t;
 typedef unsigned short score_t;
 #endif
 
-#define BAR_STRIDE 32
-
-// PRIV_HIST: with few score values, each thread counts its keys in its own
-// byte counters (cnt[score][thread]: a shared load and store per key, no
-// atomics; shared atomics ran at about one key per cycle per SM), summed
-// per bin after the pass. The host keeps every block's chunk within
-// 255 keys per thread (PrivMaxChunk).
-#define PRIV_HIST (NBINS <= 160)  // one 128-byte line of barrier state per list
+#define BAR_STRIDE 32  // one 128-byte line of barrier state per list
 
 // list_sync: the blocks of one list (nb of them) meet; cnt counts
 // arrivals over the launch, the last arriver of a phase raises flag.
@@ -453,13 +446,6 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
     unsigned int* lbar = bar + L * BAR_STRIDE;
     score_t* my = scr + (L * nblk + x) * (size_t)chunk;
     for (int i = threadIdx.x; i < (SEL_THREADS / 32) * NBINS; i += SEL_THREADS) (&hist[0][0])[i] = 0;
-#if PRIV_HIST
-    __shared__ __align__(16) unsigned char cnt[NBINS][SEL_THREADS];
-    for (int i = threadIdx.x; i < NBINS * SEL_THREADS / 16; i += SEL_THREADS) ((uint4*)&cnt[0][0])[i] = make_uint4(0, 0, 0, 0);
-#define COUNT(v) (cnt[v][threadIdx.x]++)
-#else
-#define COUNT(v) atomicAdd(&hist[warp][v], 1)
-#endif
     if (x == 0) {
         for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
         for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
@@ -485,7 +471,7 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         const int a0 = min(start + ((4 - ((m + start) & 3)) & 3), end);
         for (int j = start + threadIdx.x; j < a0; j += SEL_THREADS) {
             const int sv = sc.score(j);
-            COUNT(sv);
+            atomicAdd(&hist[warp][sv], 1);
             my[j - start] = (score_t)sv;
         }
         j0 = a0;
@@ -502,7 +488,7 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
                     int sv = 0;
 #pragma unroll
                     for (int g = 0; g < SEL_HEADS; g++) sv += 32 - __popc(sc.q[g][0] ^ w[e]);
-                    COUNT(sv);
+                    atomicAdd(&hist[warp][sv], 1);
                     my[jb + e] = (score_t)sv;
                 }
             }
@@ -516,7 +502,7 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
 #pragma unroll
         for (int u = 0; u < FU; u++) {
             const int sv = sc.score_of(k[u]);
-            COUNT(sv);
+            atomicAdd(&hist[warp][sv], 1);
             my[j0 + u * SEL_THREADS + threadIdx.x - start] = (score_t)sv;
         }
     }
@@ -524,24 +510,11 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         const int j = j0 + threadIdx.x;
         if (j < end) {
             const int sv = sc.score(j);
-            COUNT(sv);
+            atomicAdd(&hist[warp][sv], 1);
             my[j - start] = (score_t)sv;
         }
     }
     __syncthreads();
-#if PRIV_HIST
-    // a warp per bin: each lane sums 8 threads' byte counters
-    for (int s = warp; s < NBINS; s += SEL_THREADS / 32) {
-        const uint2 v = ((const uint2*)&cnt[s][0])[lane];
-        int t = __vsadu4(v.x, 0u) + __vsadu4(v.y, 0u);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-        if (lane == 0) {
-            hist[0][s] = t;  // this block's histogram from here on
-            if (t) atomicAdd(gh + s, t);
-        }
-    }
-#else
     for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
         int t = 0;
 #pragma unroll
@@ -549,8 +522,6 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         hist[0][s] = t;  // this block's histogram from here on
         if (t) atomicAdd(gh + s, t);
     }
-#endif
-#undef COUNT
     __syncthreads();
     // suffix sums of this block's histogram: thread t owns PB consecutive
     // bins from the top, then an exclusive scan of the threads' sums.
