@@ -17,7 +17,8 @@ var decodeMMASrc string
 // Sources lists the embedded kernel sources by name, for the all-arch
 // compile test.
 func Sources() map[string]string {
-	return map[string]string{"decode.cu": decodeSrc, "decode_mma.cu": decodeMMASrc, "util.cu": utilSrc, "hash.cu": hashSrc, "oracle.cu": oracleSrc}
+	return map[string]string{"decode.cu": decodeSrc, "decode_mma.cu": decodeMMASrc, "util.cu": utilSrc, "hash.cu": hashSrc, "oracle.cu": oracleSrc,
+		"lsh.cu": lshSrc, "ds.cu": dsSrc, "h2o.cu": h2oSrc}
 }
 
 // DType names a 16-bit K/V element type.
