@@ -188,9 +188,12 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // runs the three-kernel select; "bps=N" aims the fused select at N blocks
 // per SM, within the occupancy limit; "prefetch=0" stops the query MLP's
 // L2 prefetch of its weights; "parts=8" splits each MLP layer's inputs 8
-// ways, 1024 threads per head, instead of 4).
-var hashTuning = func() struct{ fused, bps, prefetch, parts int } {
-	t := struct{ fused, bps, prefetch, parts int }{1, 4, 1, 4}
+// ways, 1024 threads per head, instead of 4; "coop=0" launches the fused
+// select as a plain kernel: its grid fits the occupancy limit, so its
+// blocks become resident once earlier kernels drain, but only a
+// cooperative launch guarantees it).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop int } {
+	t := struct{ fused, bps, prefetch, parts, coop int }{1, 4, 1, 4, 1}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -204,8 +207,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts int } {
 			t.prefetch = n
 		case ok && err == nil && k == "parts" && (n == 2 || n == 4 || n == 8):
 			t.parts = n
+		case ok && err == nil && k == "coop":
+			t.coop = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1 or parts=2|4|8", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8 or coop=0|1", kv))
 		}
 	}
 	return t
@@ -214,7 +219,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts int } {
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d", t.fused, t.bps, t.prefetch, t.parts)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop)
 }
 
 // planFused sizes the fused select: every block of the grid must be
@@ -306,7 +311,11 @@ func (h *HashStep) EnqueueSelectCodes(c *Ctx, s Stream, kc Buffer) error {
 	lists := uint32(sh.Lists(h.Sel))
 	lo, hi := h.Budget.MiddleRange()
 	if h.Fused {
-		return c.LaunchCooperative(h.fused, Dim3{uint32(h.FusedBlocks), lists, uint32(sh.Batch)}, Dim3{X: hashSelThreads}, 0, s,
+		launch := c.LaunchCooperative
+		if hashTuning.coop == 0 {
+			launch = c.Launch
+		}
+		return launch(h.fused, Dim3{uint32(h.FusedBlocks), lists, uint32(sh.Batch)}, Dim3{X: hashSelThreads}, 0, s,
 			h.QC, kc, sh.Context, sh.Heads, lo, hi, h.FusedChunk, h.Budget.Heavy, h.ghist, h.bcnt, h.bar, h.scr,
 			h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx)
 	}
