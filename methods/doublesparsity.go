@@ -189,22 +189,39 @@ func (ds *DoubleSparsity) AuxBits(d, groupSize int) float64 {
 	return float64(min(ds.p.Channels, d) * ds.p.Bits)
 }
 
-// Prepare implements Method: it builds the label cache of the group.
-func (ds *DoubleSparsity) Prepare(g *attn.Group, opt Options) (Selector, error) {
-	var ch []int
+// Channels returns the label channels Prepare uses for g (ascending, r of
+// them): calibrated on g itself with calibration self, else those of g's
+// layer and KV head in the calibration workloads. The GPU pipeline
+// uploads them. The slice is the caller's.
+func (ds *DoubleSparsity) Channels(g *attn.Group) ([]int, error) {
+	ch, err := ds.channelsFor(g)
+	return slices.Clone(ch), err
+}
+
+// channelsFor returns the channels of g (shared with ds for calibrated
+// ones: read only).
+func (ds *DoubleSparsity) channelsFor(g *attn.Group) ([]int, error) {
 	if ds.p.self() {
 		if ds.p.Channels > g.D() {
 			return nil, fmt.Errorf("doublesparsity: channels %d exceeds the head dimension %d", ds.p.Channels, g.D())
 		}
-		ch = topChannels(ChannelImportance(g), ds.p.Channels)
-	} else {
-		ch = ds.channels[[2]int{g.Layer, g.KVHead}]
-		if ch == nil {
-			return nil, fmt.Errorf("doublesparsity: calibration %s has no data for layer %d KV head %d", ds.p.Calibration, g.Layer, g.KVHead)
-		}
-		if ch[len(ch)-1] >= g.D() {
-			return nil, fmt.Errorf("doublesparsity: calibration %s channels are for a larger head dimension than %d", ds.p.Calibration, g.D())
-		}
+		return topChannels(ChannelImportance(g), ds.p.Channels), nil
+	}
+	ch := ds.channels[[2]int{g.Layer, g.KVHead}]
+	if ch == nil {
+		return nil, fmt.Errorf("doublesparsity: calibration %s has no data for layer %d KV head %d", ds.p.Calibration, g.Layer, g.KVHead)
+	}
+	if ch[len(ch)-1] >= g.D() {
+		return nil, fmt.Errorf("doublesparsity: calibration %s channels are for a larger head dimension than %d", ds.p.Calibration, g.D())
+	}
+	return ch, nil
+}
+
+// Prepare implements Method: it builds the label cache of the group.
+func (ds *DoubleSparsity) Prepare(g *attn.Group, opt Options) (Selector, error) {
+	ch, err := ds.channelsFor(g)
+	if err != nil {
+		return nil, err
 	}
 	r := len(ch)
 	labels := tensor.NewMat(g.T(), r)

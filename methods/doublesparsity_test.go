@@ -146,3 +146,41 @@ func TestNamesYAML(t *testing.T) {
 		t.Error("a mapping decoded as calibration names")
 	}
 }
+
+// TestDoubleSparsityChannelsAccessor checks that Channels returns the
+// channels the Selector's label cache uses, for self and workload
+// calibration, and that the returned slice is the caller's.
+func TestDoubleSparsityChannelsAccessor(t *testing.T) {
+	g := randGroup(7, 60, 16, 2)
+	env := selfCalib(randGroup(8, 50, 16, 2))
+	for _, calib := range []string{"self", "calib"} {
+		ds := newMethod(t, "doublesparsity", func(p any) {
+			dp := p.(*DoubleSparsityParams)
+			dp.Calibration, dp.Channels = Names{calib}, 5
+		}, env).(*DoubleSparsity)
+		ch, err := ds.Channels(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ds.Prepare(g, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used := s.(*dsSelector).ch; !slices.Equal(ch, used) || len(ch) != 5 {
+			t.Fatalf("%s: Channels %v, the Selector uses %v", calib, ch, used)
+		}
+		if calib == "self" && !slices.Equal(ch, topChannels(ChannelImportance(g), 5)) {
+			t.Errorf("self: Channels %v are not g's top channels", ch)
+		}
+		ch[0] = -1
+		if again, _ := ds.Channels(g); again[0] == -1 {
+			t.Errorf("%s: Channels returns the method's own slice", calib)
+		}
+	}
+	bad := randGroup(1, 10, 16, 1)
+	bad.Layer = 3
+	ds := newMethod(t, "doublesparsity", func(p any) { p.(*DoubleSparsityParams).Calibration = Names{"calib"} }, env).(*DoubleSparsity)
+	if _, err := ds.Channels(bad); err == nil || !strings.Contains(err.Error(), "layer 3") {
+		t.Errorf("unmatched layer: error %v", err)
+	}
+}

@@ -89,6 +89,18 @@ func (h *H2O) Prepare(g *attn.Group, opt Options) (Selector, error) {
 	return &h2oSelector{m: h, g: g, shared: opt.Shared, tracks: make([]h2oTrack, n), lastT: -1}, nil
 }
 
+// PrefillScores returns the accumulated scores a Selector of g starts
+// from when its first step is at position t0: per track (each query head,
+// or one track with shared) the column sums of the causal attention of
+// the positions 0..t0-1 ([t0] each); nil with init zero or t0 = 0. The GPU
+// pipeline uploads them. They are cached and shared: read only.
+func (h *H2O) PrefillScores(g *attn.Group, t0 int, shared bool) [][]float64 {
+	if h.p.Init != "prefill" || t0 <= 0 {
+		return nil
+	}
+	return h.prefillScores(g, t0, shared)
+}
+
 // prefillScores returns the column sums of the causal attention of the
 // positions 0..t0-1 of g, per track.
 func (h *H2O) prefillScores(g *attn.Group, t0 int, shared bool) [][]float64 {
@@ -173,10 +185,7 @@ func (s *h2oSelector) Select(st Step, sel [][]int32) ([][]int32, error) {
 
 // start sets up the caches at the end of the prefill (positions < t0).
 func (s *h2oSelector) start(t0 int) {
-	var pre [][]float64
-	if s.m.p.Init == "prefill" && t0 > 0 {
-		pre = s.m.prefillScores(s.g, t0, s.shared)
-	}
+	pre := s.m.PrefillScores(s.g, t0, s.shared)
 	for ti := range s.tracks {
 		tr := &s.tracks[ti]
 		tr.acc = make([]float64, s.g.T())

@@ -179,3 +179,63 @@ func TestH2OSteps(t *testing.T) {
 		t.Errorf("jump: error %v", err)
 	}
 }
+
+// TestH2OPrefillScores checks the exported prefill scores (what a
+// Selector's first step starts from, and the GPU pipeline uploads): the
+// column sums of the causal attention of the positions before t0, per
+// head or summed over the group with shared, and nil with init zero.
+func TestH2OPrefillScores(t *testing.T) {
+	g := randGroup(4, 40, 8, 2)
+	const t0 = 25
+	m := newMethod(t, "h2o", nil, Env{}).(*H2O)
+	for _, shared := range []bool{false, true} {
+		pre := m.PrefillScores(g, t0, shared)
+		if want := 2 - btoi(shared); len(pre) != want {
+			t.Fatalf("shared=%v: %d tracks, want %d", shared, len(pre), want)
+		}
+		for ti, acc := range pre {
+			if len(acc) != t0 {
+				t.Fatalf("shared=%v track %d: %d scores, want %d", shared, ti, len(acc), t0)
+			}
+			for j := range acc {
+				var want float64
+				for h := range g.Q {
+					if !shared && h != ti {
+						continue
+					}
+					for i := j; i < t0; i++ {
+						want += attnWeight(g, h, i, int32(j), allUpTo(i))
+					}
+				}
+				if math.Abs(acc[j]-want) > 1e-5*(1+want) {
+					t.Fatalf("shared=%v track %d key %d: %g, want %g", shared, ti, j, acc[j], want)
+				}
+			}
+		}
+		// The Selector's first step starts from exactly these scores.
+		s, err := m.Prepare(g, Options{Shared: shared})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.(*h2oSelector).start(t0)
+		for ti, tr := range s.(*h2oSelector).tracks {
+			if !slices.Equal(tr.acc[:t0], pre[ti]) {
+				t.Fatalf("shared=%v track %d: the Selector starts from other scores", shared, ti)
+			}
+		}
+	}
+	if p := m.PrefillScores(g, 0, false); p != nil {
+		t.Errorf("t0 = 0: %d tracks, want none", len(p))
+	}
+	zero := newMethod(t, "h2o", func(p any) { p.(*H2OParams).Init = "zero" }, Env{}).(*H2O)
+	if p := zero.PrefillScores(g, t0, false); p != nil {
+		t.Errorf("init zero: %d tracks, want none", len(p))
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
