@@ -19,7 +19,7 @@ import (
 
 // deviceExperiment writes an experiment on the shipped capture and a
 // small synthetic workload, with every method that has a GPU adapter and
-// one that has none (h2o: it stays on the CPU), and loads it.
+// one that has none (random: it stays on the CPU), and loads it.
 func deviceExperiment(t *testing.T, device string) *config.Experiment {
 	t.Helper()
 	abs, err := filepath.Abs("../testdata")
@@ -39,8 +39,13 @@ methods:
   - dense
   - oracle
   - streaming
-  - h2o
+  - random
   - quest: {page: 16}
+  - lsh: {bits: 64}
+  - doublesparsity: {calibration: self, channels: 16}
+  - label: h2o
+    h2o: {init: prefill}
+    workloads: [real]
   - label: hashattention
     hashattention: {weights: %q}
     workloads: [real]
@@ -113,8 +118,8 @@ func TestDeviceGPUMatchesCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(log.String(), `"h2o" has no GPU adapter`) {
-		t.Errorf("no note for h2o on the CPU: %q", log.String())
+	if !strings.Contains(log.String(), `"random" has no GPU adapter`) {
+		t.Errorf("no note for random on the CPU: %q", log.String())
 	}
 	c, err := Run(context.Background(), deviceExperiment(t, "cpu"), Options{Root: t.TempDir(), Workers: 4})
 	if err != nil {
