@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -146,10 +147,20 @@ func loadWorkload(x *config.Experiment, w *config.Workload, path string, env wor
 // but the evaluated step's: on workloads evaluated by these alone, only
 // the query plan's queries are generated. Note: h2o reads every past
 // query (accumulated attention) and doublesparsity with calibration: self
-// every query of the group, so they need them all.
+// every query of the group, so they need them all (readsStepQueryOnly).
 var stepQueryOnly = map[string]bool{
 	"dense": true, "oracle": true, "streaming": true, "random": true,
-	"quest": true, "lsh": true, "hashattention": true,
+	"quest": true, "lsh": true, "hashattention": true, "doublesparsity": true,
+}
+
+// readsStepQueryOnly reports whether variant v reads only the evaluated
+// step's query of the workloads it runs on (stepQueryOnly); doublesparsity
+// does unless it calibrates on them (calibration: self).
+func readsStepQueryOnly(v *config.Variant) bool {
+	if p, ok := v.Params.(*methods.DoubleSparsityParams); ok && slices.Contains(p.Calibration, "self") {
+		return false
+	}
+	return stepQueryOnly[v.Method]
 }
 
 // ErrNotTrained is what methods get from Env.Trained when BuildMethods is
@@ -316,10 +327,10 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 	}
 	loadStart := time.Now()
 	// Only the plan's queries are computed where every method evaluated on
-	// the workload reads only the query of the step (stepQueryOnly).
+	// the workload reads only the query of the step (readsStepQueryOnly).
 	groups, err := loadGroups(x, func(w *config.Workload) bool {
 		for _, v := range x.Variants {
-			if v.RunsOn(w.Name) && !stepQueryOnly[v.Method] {
+			if v.RunsOn(w.Name) && !readsStepQueryOnly(v) {
 				return false
 			}
 		}
