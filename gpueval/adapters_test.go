@@ -51,7 +51,7 @@ func TestGPUAdaptersMatchCPUOnSynthetic(t *testing.T) {
 	}
 }
 
-// TestGPUH2OMatchesCPULong runs the H2O adapter over 300 consecutive
+// TestGPUH2OMatchesCPULong runs the H2O adapter over 150 consecutive
 // positions of the capture (the cache evicts a token at most steps), so
 // that the GPU's slots must track the CPU's cache through many evictions.
 func TestGPUH2OMatchesCPULong(t *testing.T) {
@@ -59,7 +59,7 @@ func TestGPUH2OMatchesCPULong(t *testing.T) {
 	groups := captureGroups(t)
 	specs := []budget.Spec{{Sparsity: 8, Sink: 4, Local: 16}, {Tokens: 64, Sink: 2, Local: 8}}
 	for _, p := range []*methods.H2OParams{{Init: "prefill"}, {Init: "prefill", Recent: 0.5}} {
-		compareMethod(t, ev, groups, methodCase{name: "h2o", params: p, codes: true}, 300, specs)
+		compareMethod(t, ev, groups, methodCase{name: "h2o", params: p, codes: true}, 150, specs)
 	}
 }
 
