@@ -37,10 +37,28 @@ func newDSAdapter(ev *Evaluator, params any, cpu methods.Method) (methods.Method
 	r, bits := p.Channels, p.Bits
 	m := &gpuMethod{Method: cpu, ev: ev, name: "doublesparsity"}
 	prep := func(g *attn.Group) (*dsPrep, error) {
+		// The channels (with calibration self, a pass over every query of
+		// the group) are computed before the device is taken, once per
+		// group: later Prepares find the group's state built.
+		gs, err := ev.group(g)
+		if err != nil {
+			return nil, err
+		}
+		gs.mu.Lock()
+		_, built := gs.extras[m]
+		gs.mu.Unlock()
+		var ch []int
+		if !built {
+			if ch, err = ds.Channels(g); err != nil {
+				return nil, err
+			}
+		}
 		v, err := ev.prepared(m, g, func(c *gpu.Ctx, s *groupState) (any, func(*gpu.Ctx), error) {
-			ch, err := ds.Channels(g)
-			if err != nil {
-				return nil, nil, err
+			if ch == nil { // another Prepare of g registered the state first but did not build it yet
+				var err error
+				if ch, err = ds.Channels(g); err != nil {
+					return nil, nil, err
+				}
 			}
 			sh := gpu.Shape{Batch: 1, Heads: len(g.Q), KVHeads: 1, HeadDim: g.D(), Context: s.T, DType: gpu.FP16}
 			st, err := gpu.NewDSStep(c, sh, gpu.PerHead, r, bits, budget.Budget{N: s.T, Total: 1, Heavy: 1})
