@@ -219,8 +219,24 @@ func positiveOr(x, def float64) float64 {
 	return def
 }
 
+// wholeSteps drops the stage cells (select, qcode, topk, ...) of kernels
+// that also time their whole decode "step": a stage is part of a step, not
+// a replacement for dense decode, so only steps are compared with dense.
+func wholeSteps(cells []*resultfmt.Cell) []*resultfmt.Cell {
+	hasStep := map[string]bool{}
+	for _, c := range cells {
+		if c.Latency != nil && c.Latency.Stage == "step" {
+			hasStep[c.Variant] = true
+		}
+	}
+	return filter(cells, func(c *resultfmt.Cell) bool {
+		return c.Latency != nil && (!hasStep[c.Variant] || c.Latency.Stage == "step")
+	})
+}
+
 // speedupFigure: dense median ÷ sparse median, one line per sparse
-// series, with a dashed line at break-even. Against sparsity at the
+// series (a pipeline's whole step only, not its stages), with a dashed
+// line at break-even. Against sparsity at the
 // longest context that has dense and sparse timings when the run has
 // several sparsities; otherwise against context length at the one
 // sparsity.
@@ -231,7 +247,7 @@ func speedupFigure(cells []*resultfmt.Cell, st *styles, s setup, suffix string) 
 			dense[c.Latency.Context] = c.Latency.MedianUS
 		}
 	}
-	sparse := filter(cells, func(c *resultfmt.Cell) bool {
+	sparse := filter(wholeSteps(cells), func(c *resultfmt.Cell) bool {
 		return !isDense(c) && c.Sparsity > 0 && c.Latency.MedianUS > 0 && dense[c.Latency.Context] > 0
 	})
 	if len(sparse) == 0 {

@@ -591,3 +591,28 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Seconds())/float64(b.N)*1e3/10, "ms/figure")
 }
+
+func TestWholeStepsDropsStagesOfSteppedKernels(t *testing.T) {
+	_, cells := genLatencyRun()
+	var score, steps, dense int
+	for _, c := range wholeSteps(cells) {
+		switch {
+		case c.Latency.Stage == "score":
+			score++
+		case c.Latency.Stage == "step":
+			steps++
+		case c.Method == "dense":
+			dense++
+		}
+	}
+	// The fixture times hashattention's "score" stage beside its step:
+	// the stage must go, every step and the dense cells stay.
+	if score != 0 || steps != 2*6*3 || dense != 6 {
+		t.Errorf("score stages %d (want 0), steps %d (want 36), dense %d (want 6)", score, steps, dense)
+	}
+	// A kernel without a step keeps its cells.
+	lone := []*resultfmt.Cell{{Variant: "sparse", Latency: &resultfmt.Latency{Stage: "sparse"}}}
+	if got := wholeSteps(lone); len(got) != 1 {
+		t.Errorf("a kernel without steps lost its cells: %d", len(got))
+	}
+}

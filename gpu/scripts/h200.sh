@@ -59,7 +59,7 @@ if [ -z "$SKIP_PEER" ]; then
   PYTHONUNBUFFERED=1 timeout 200 python3 $BIN/peer_decode.py "$OUT/peer.md" > "$OUT/peer.log" 2>&1
   echo "peer rc=$?"
   # torch.topk over [32, N] float32, k = N/32: the oracle top-k's peer.
-  timeout 60 python3 gpu/scripts/topk_peer.py 16384 32768 131072 1048576 > "$OUT/topk-peer.md" 2>&1
+  [ -n "$SKIP_TOPK_PEER" ] || timeout 60 python3 gpu/scripts/topk_peer.py 16384 32768 131072 1048576 > "$OUT/topk-peer.md" 2>&1
   echo "topk peer rc=$?"
 fi
 grep -vE "^\S+\s+\S+\s+N=" "$OUT/bench.txt" | cut -c1-170 | tail -80
