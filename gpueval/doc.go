@@ -27,7 +27,7 @@
 //     CPU code (recall, mass recall and output error need only the
 //     selected keys' logits and value rows, O(k·d) per selection).
 //   - Adapters (one file per method: oracle.go, streaming.go, quest.go,
-//     hashattention.go) wrap a configured CPU method in a methods.Method
+//     hashattention.go, lsh.go, doublesparsity.go, h2o.go) wrap a configured CPU method in a methods.Method
 //     whose Selector runs the method's GPU step (package gpu) for each
 //     decode position and downloads its index lists. Wrap looks the
 //     method up by its registry name; a method with no adapter, or a
