@@ -95,6 +95,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
+		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)),
 	}
 }
 
@@ -191,9 +192,10 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // ways, 1024 threads per head, instead of 4; "coop=0" launches the fused
 // select as a plain kernel: its grid fits the occupancy limit, so its
 // blocks become resident once earlier kernels drain, but only a
-// cooperative launch guarantees it).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop int } {
-	t := struct{ fused, bps, prefetch, parts, coop int }{1, 4, 1, 4, 1}
+// cooperative launch guarantees it; "mlp=1" runs the query MLP inside the
+// fused select, whose other blocks prefetch their key codes meanwhile).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp int }{1, 4, 1, 4, 1, 0}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -209,8 +211,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop int } {
 			t.parts = n
 		case ok && err == nil && k == "coop":
 			t.coop = n
+		case ok && err == nil && k == "mlp":
+			t.mlp = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8 or coop=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1 or mlp=0|1", kv))
 		}
 	}
 	return t
@@ -219,7 +223,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop int } {
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp)
 }
 
 // planFused sizes the fused select: every block of the grid must be
@@ -296,10 +300,36 @@ func (h *HashStep) EnqueueQueryCodes(c *Ctx, s Stream, q, qw Buffer) error {
 // EnqueueSelect computes the query codes from q through the Heads packed
 // query maps qw, scores the key codes kc and writes the lists to h.Idx.
 func (h *HashStep) EnqueueSelect(c *Ctx, s Stream, q, qw, kc Buffer) error {
+	if h.Fused && hashTuning.mlp == 1 {
+		return h.launchFused(c, s, kc, q, qw, 1)
+	}
 	if err := h.EnqueueQueryCodes(c, s, q, qw); err != nil {
 		return err
 	}
 	return h.EnqueueSelectCodes(c, s, kc)
+}
+
+// launchFused launches select_fused; with mlp 1 it also computes the query
+// codes from q through the maps qw into h.QC.
+func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) error {
+	sh := h.Shape
+	lo, hi := h.Budget.MiddleRange()
+	launch := c.LaunchCooperative
+	if hashTuning.coop == 0 {
+		launch = c.Launch
+	}
+	// L2 prefetch of the key codes while the MLP runs: at most half the L2
+	// over the whole grid.
+	lists := sh.Lists(h.Sel)
+	selHeads := sh.Heads / lists
+	kheads := 1
+	if sh.Heads/h.CodeHeads < selHeads {
+		kheads = selHeads
+	}
+	pf := int(c.d.Props.L2Bytes / 2 / int64(h.FusedBlocks*lists*sh.Batch*kheads))
+	return launch(h.fused, Dim3{uint32(h.FusedBlocks), uint32(lists), uint32(sh.Batch)}, Dim3{X: hashSelThreads}, 0, s,
+		h.QC, kc, sh.Context, sh.Heads, lo, hi, h.FusedChunk, h.Budget.Heavy, h.ghist, h.bcnt, h.bar, h.scr,
+		h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx, q, qw, mlp, pf)
 }
 
 // EnqueueSelectCodes runs the counting select alone on the query codes
@@ -311,13 +341,7 @@ func (h *HashStep) EnqueueSelectCodes(c *Ctx, s Stream, kc Buffer) error {
 	lists := uint32(sh.Lists(h.Sel))
 	lo, hi := h.Budget.MiddleRange()
 	if h.Fused {
-		launch := c.LaunchCooperative
-		if hashTuning.coop == 0 {
-			launch = c.Launch
-		}
-		return launch(h.fused, Dim3{uint32(h.FusedBlocks), lists, uint32(sh.Batch)}, Dim3{X: hashSelThreads}, 0, s,
-			h.QC, kc, sh.Context, sh.Heads, lo, hi, h.FusedChunk, h.Budget.Heavy, h.ghist, h.bcnt, h.bar, h.scr,
-			h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx)
+		return h.launchFused(c, s, kc, Buffer{}, Buffer{}, 0)
 	}
 	grid := Dim3{uint32(h.Blocks), lists, uint32(sh.Batch)}
 	blk := Dim3{X: hashSelThreads}

@@ -49,13 +49,14 @@ func cpuCode(m *methods.MLP, x []float32) []uint32 {
 }
 
 // withHashTuning runs f under each select variant (fused: one cooperative
-// launch; three kernels), restoring the tuning after.
+// launch, with the query MLP outside or inside it; three kernels),
+// restoring the tuning after.
 func withHashTuning(t *testing.T, f func(t *testing.T)) {
 	old := hashTuning
 	defer func() { hashTuning = old }()
-	for _, fused := range []int{1, 0} {
-		hashTuning.fused = fused
-		t.Run(fmt.Sprintf("fused=%d", fused), f)
+	for _, v := range []struct{ fused, mlp int }{{1, 0}, {1, 1}, {0, 0}} {
+		hashTuning.fused, hashTuning.mlp = v.fused, v.mlp
+		t.Run(fmt.Sprintf("fused=%d,mlp=%d", v.fused, v.mlp), f)
 	}
 }
 

@@ -71,28 +71,33 @@ __device__ __forceinline__ float ld16(const unsigned short* p) {
 #define MLP_THREADS (HID * MLP_PARTS)
 
 // layer: out[i] = sum_j W[j*COLS + i] * x[j] for i < COLS, with each of
-// MLP_PARTS thread groups summing a quarter of the ROWS inputs (all of a
-// thread's ROWS/4 weight loads are issued before the first use, so one
-// block per head streams its weights with many loads in flight) and red
-// reducing them.
-template <int ROWS, int COLS>
+// PARTS thread groups of HID threads summing 1/PARTS of the ROWS inputs
+// (a thread's weight loads are issued CH at a time before their use, all
+// at once by default, so one block per head streams its weights with many
+// loads in flight) and red reducing them. The sum order is fixed by
+// PARTS, not CH.
+template <int ROWS, int COLS, int PARTS = MLP_PARTS, int CHMAX = ROWS>
 __device__ __forceinline__ float layer(const float* __restrict__ W, const float* x, float (*red)[HID]) {
-    constexpr int PER = ROWS / MLP_PARTS;
+    constexpr int PER = ROWS / PARTS;
+    constexpr int CH = PER < CHMAX ? PER : CHMAX;
     const int i = threadIdx.x % HID, part = threadIdx.x / HID;
     float a = 0.f;
     if (i < COLS) {
-        float w[PER];
 #pragma unroll
-        for (int j = 0; j < PER; j++) w[j] = __ldg(W + (part * PER + j) * COLS + i);
+        for (int c = 0; c < PER; c += CH) {
+            float w[CH];
 #pragma unroll
-        for (int j = 0; j < PER; j++) a = fmaf(w[j], x[part * PER + j], a);
+            for (int j = 0; j < CH; j++) w[j] = __ldg(W + (part * PER + c + j) * COLS + i);
+#pragma unroll
+            for (int j = 0; j < CH; j++) a = fmaf(w[j], x[part * PER + c + j], a);
+        }
     }
     red[part][i] = a;
     __syncthreads();
     float t = 0.f;
     if (part == 0) {
 #pragma unroll
-        for (int p = 0; p < MLP_PARTS; p++) t += red[p][i];
+        for (int p = 0; p < PARTS; p++) t += red[p][i];
     }
     __syncthreads();
     return t;  // meaningful in part 0
@@ -114,10 +119,12 @@ __device__ __forceinline__ void prefetch_map(const float* __restrict__ w) {
 #endif
 }
 
-// mlp_code: blockDim.x == MLP_THREADS; xs is the input in shared memory.
+// mlp_code: blockDim.x == HID * PARTS; xs is the input in shared memory;
+// writes the code words to out.
+template <int PARTS = MLP_PARTS, int CHMAX = 1 << 30>
 __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned int* out) {
     __shared__ float h1[HID], h2[HID];
-    __shared__ float red[MLP_PARTS][HID];
+    __shared__ float red[PARTS][HID];
     const int i = threadIdx.x;
     const float* W1 = w;
     const float* B1 = W1 + IN_DIM * HID;
@@ -125,13 +132,13 @@ __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned 
     const float* B2 = W2 + HID * HID;
     const float* W3 = B2 + HID;
     const float* B3 = W3 + HID * BITS;
-    float a = layer<IN_DIM, HID>(W1, xs, red);
+    float a = layer<IN_DIM, HID, PARTS, CHMAX>(W1, xs, red);
     if (i < HID) h1[i] = silu(a + B1[i]);
     __syncthreads();
-    a = layer<HID, HID>(W2, h1, red);
+    a = layer<HID, HID, PARTS, CHMAX>(W2, h1, red);
     if (i < HID) h2[i] = silu(a + B2[i]);
     __syncthreads();
-    a = layer<HID, BITS>(W3, h2, red);
+    a = layer<HID, BITS, PARTS, CHMAX>(W3, h2, red);
     if (i < ((BITS + 31) / 32) * 32) {
         const bool bit = i < BITS && a + B3[i] > 0.f;
         unsigned int word = __ballot_sync(0xffffffffu, bit);
@@ -148,7 +155,7 @@ query_codes(const float* __restrict__ q, const float* __restrict__ w, int hq, un
     prefetch_map(w + (size_t)h * MAP_FLOATS);
     for (int j = threadIdx.x; j < IN_DIM; j += blockDim.x) xs[j] = q[((size_t)b * hq + h) * IN_DIM + j];
     __syncthreads();
-    mlp_code(xs, w + (size_t)h * MAP_FLOATS, qc + ((size_t)b * hq + h) * WORDS);
+    mlp_code<>(xs, w + (size_t)h * MAP_FLOATS, qc + ((size_t)b * hq + h) * WORDS);
 }
 
 // key_codes (prefill): grid (N, HC, B), block MLP_THREADS. k 16-bit [B][HKV][N][IN_DIM];
@@ -162,7 +169,7 @@ key_codes(const unsigned short* __restrict__ k, const float* __restrict__ w, int
     const unsigned short* row = k + (((size_t)b * hkv + kvh) * N + j) * IN_DIM;
     for (int t = threadIdx.x; t < IN_DIM; t += blockDim.x) xs[t] = ld16(row + t);
     __syncthreads();
-    mlp_code(xs, w + (size_t)c * MAP_FLOATS, kc + (((size_t)b * hc + c) * N + j) * WORDS);
+    mlp_code<>(xs, w + (size_t)c * MAP_FLOATS, kc + (((size_t)b * hc + c) * N + j) * WORDS);
 }
 
 // Scoring context of one list.
@@ -176,15 +183,30 @@ struct Scorer {
     unsigned int q[SEL_HEADS][WORDS];
     const unsigned int* kc[SEL_HEADS];  // code-head bases, [N][WORDS]
 
-    __device__ __forceinline__ void init(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes,
-                                         int b, int list, int hq, int N) {
+    __device__ __forceinline__ void init(const unsigned int* qc, const unsigned int* __restrict__ kcodes, int b, int list,
+                                         int hq, int N) {
+        keys(kcodes, b, list, hq, N);
+        query(qc, b, list, hq);
+    }
+
+    // keys sets the list's key-code head bases.
+    __device__ __forceinline__ void keys(const unsigned int* __restrict__ kcodes, int b, int list, int hq, int N) {
         const int hc = hq / CODE_DIV;
 #pragma unroll
         for (int g = 0; g < SEL_HEADS; g++) {
             const int h = list * SEL_HEADS + g;
-#pragma unroll
-            for (int w = 0; w < WORDS; w++) q[g][w] = qc[((size_t)b * hq + h) * WORDS + w];
             kc[g] = kcodes + ((size_t)b * hc + h / CODE_DIV) * (size_t)N * WORDS;
+        }
+    }
+
+    // query loads the list's query codes (through L2: another block of the
+    // same launch may have just written them).
+    __device__ __forceinline__ void query(const unsigned int* qc, int b, int list, int hq) {
+#pragma unroll
+        for (int g = 0; g < SEL_HEADS; g++) {
+            const int h = list * SEL_HEADS + g;
+#pragma unroll
+            for (int w = 0; w < WORDS; w++) q[g][w] = __ldcg(qc + ((size_t)b * hq + h) * WORDS + w);
         }
     }
 
@@ -412,6 +434,10 @@ typedef unsigned short score_t;
 
 #define BAR_STRIDE 32  // one 128-byte line of barrier state per list
 
+#ifndef SEL_MLP
+#define SEL_MLP 0  // 1: select_fused can run the query MLP itself (mlp != 0)
+#endif
+
 // list_sync: the blocks of one list (nb of them) meet; cnt counts
 // arrivals over the launch, the last arriver of a phase raises flag.
 __device__ __forceinline__ void list_sync(unsigned int* cnt, unsigned int* flag, unsigned int nb, unsigned int phase) {
@@ -432,9 +458,10 @@ __device__ __forceinline__ void list_sync(unsigned int* cnt, unsigned int* flag,
 // ghist [B][NL][NBINS]; cum [B][NL][nblk][NBINS+1]; bar [B][NL][BAR_STRIDE];
 // scr [B][NL][nblk][chunk], chunk a multiple of 16 (16-byte aligned per block).
 extern "C" __global__ void __launch_bounds__(SEL_THREADS)
-select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo,
-             int hi, int chunk, int heavy, int* __restrict__ ghist, int* __restrict__ cum, unsigned int* bar,
-             score_t* __restrict__ scr, int sink, int local, int total, int* __restrict__ idx) {
+select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo, int hi, int chunk,
+             int heavy, int* __restrict__ ghist, int* __restrict__ cum, unsigned int* bar, score_t* __restrict__ scr,
+             int sink, int local, int total, int* __restrict__ idx, const float* __restrict__ q,
+             const float* __restrict__ qw, int mlp, int pfBytes) {
     __shared__ int hist[SEL_THREADS / 32][NBINS];
     __shared__ int sred[2][SEL_THREADS / 32];
     __shared__ int sT, sR, sBase[2];
@@ -450,10 +477,41 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
         for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
     }
-    Scorer sc;
-    sc.init(qc, kcodes, b, list, hq, N);
-    __syncthreads();
     const int start = lo + x * chunk, end = min(start + chunk, hi);
+    Scorer sc;
+    sc.keys(kcodes, b, list, hq, N);
+#if SEL_MLP
+    // 0. (mlp) the list's query codes are made here: blocks x < SEL_HEADS
+    // run one head's query MLP each while every block asks L2 for (up to
+    // pfBytes of) its key codes; the list's blocks then wait for its
+    // SEL_HEADS codes (counter lbar[2]).
+    if (mlp) {
+        for (int g = 0; g < KHEADS; g++) {
+            const char* p0 = (const char*)(sc.kc[g] + (size_t)start * WORDS);
+            const int nb = min(max(end - start, 0) * WORDS * 4, pfBytes);
+            for (int off = threadIdx.x * 128; off < nb; off += SEL_THREADS * 128)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(p0 + off));
+        }
+        __shared__ float xq[IN_DIM];
+        for (int hh = x; hh < SEL_HEADS; hh += nblk) {
+            const int h = list * SEL_HEADS + hh;
+            __syncthreads();
+            prefetch_map(qw + (size_t)h * MAP_FLOATS);
+            for (int j = threadIdx.x; j < IN_DIM; j += SEL_THREADS) xq[j] = q[((size_t)b * hq + h) * IN_DIM + j];
+            __syncthreads();
+            mlp_code<SEL_THREADS / HID, 32>(xq, qw + (size_t)h * MAP_FLOATS, qc + ((size_t)b * hq + h) * WORDS);
+            __threadfence();
+            __syncthreads();
+            if (threadIdx.x == 0) atomicAdd(lbar + 2, 1u);
+        }
+        if (threadIdx.x == 0) {
+            while (*(volatile unsigned int*)(lbar + 2) < SEL_HEADS) __nanosleep(32);
+            __threadfence();
+        }
+    }
+#endif
+    __syncthreads();
+    sc.query(qc, b, list, hq);
     // 1. score once: histogram and scratch. Full passes load all their
     // keys' codes before scoring any (FU keys per thread in flight); the
     // tail pass checks bounds.
@@ -710,6 +768,7 @@ select_fused(const unsigned int* __restrict__ qc, const unsigned int* __restrict
         if (threadIdx.x == 0) {
             lbar[0] = 0;
             lbar[1] = 0;
+            lbar[2] = 0;
         }
         __threadfence();
     }
