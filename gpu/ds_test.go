@@ -15,27 +15,6 @@ import (
 	"github.com/hbench/hbench/workloads"
 )
 
-// topChannelsOf is methods.DoubleSparsity's channel choice: the r
-// channels of largest importance (ties to the lower channel), ascending.
-func topChannelsOf(imp []float64, r int) []int {
-	idx := make([]int, len(imp))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		switch {
-		case imp[a] > imp[b]:
-			return -1
-		case imp[a] < imp[b]:
-			return 1
-		}
-		return 0
-	})
-	ch := slices.Clone(idx[:r])
-	slices.Sort(ch)
-	return ch
-}
-
 // quantLabels is methods' per-token min-max quantisation of x to bits.
 func quantLabels(x []float32, bits int) {
 	a, b := x[0], x[0]
@@ -159,11 +138,14 @@ func checkDSStep(t *testing.T, d *Device, name string, s Shape, sel Selection, r
 		dp := p.(*methods.DoubleSparsityParams)
 		dp.Calibration, dp.Channels, dp.Bits = methods.Names{"cal"}, r, nbits
 	}, methods.Env{Calibration: func(string) ([]*attn.Group, error) { return cal, nil }})
-	ch := make([][]int, s.KVHeads)
-	for kh := range ch {
-		ch[kh] = topChannelsOf(methods.ChannelImportance(cal[kh]), r)
-	}
 	groups := methodGroups(s, layer, q, kv, vv)
+	ch := make([][]int, s.KVHeads)
+	for kh := range ch { // groups[kh]: batch 0, KV head kh (calibrated on cal[kh])
+		var err error
+		if ch[kh], err = m.(*methods.DoubleSparsity).Channels(groups[kh]); err != nil {
+			t.Fatalf("%s: channels: %v", name, err)
+		}
+	}
 	lists := s.Batch * s.Lists(sel)
 	lw := 1 // label words of 16 bits
 	if nbits < 16 {

@@ -72,29 +72,15 @@ func newDSAdapter(ev *Evaluator, params any, cpu methods.Method) (methods.Method
 			if err := st.EnqueueLabels(c, 0, s.K); err != nil {
 				return nil, nil, err
 			}
-			p := &dsPrep{}
-			free := func(c *gpu.Ctx) {
-				c.Free(p.ch)
-				c.Free(p.lb)
-			}
-			for _, a := range []struct {
-				dst *gpu.Buffer
-				src gpu.Buffer
-			}{{&p.ch, st.CH}, {&p.lb, st.LB}} {
-				if *a.dst, err = c.Alloc(a.src.Size); err != nil {
-					free(c)
-					return nil, nil, err
-				}
-				if err := c.CopyDtoD(*a.dst, a.src, a.src.Size, 0); err != nil {
-					free(c)
-					return nil, nil, err
-				}
-			}
-			if err := c.Sync(); err != nil {
-				free(c)
+			bufs, err := cloneBuffers(c, st.CH, st.LB)
+			if err != nil {
 				return nil, nil, err
 			}
-			return p, free, nil
+			p := &dsPrep{ch: bufs[0], lb: bufs[1]}
+			return p, func(c *gpu.Ctx) {
+				c.Free(p.ch)
+				c.Free(p.lb)
+			}, nil
 		})
 		if err != nil {
 			return nil, err

@@ -250,3 +250,30 @@ func chunks(n, want int) (blocks, chunk int) {
 	chunk = (n + blocks - 1) / blocks
 	return (n + chunk - 1) / chunk, chunk
 }
+
+// cloneBuffers copies each device buffer into a new allocation of its
+// size (a step's prefill state the step itself frees) and waits for the
+// copies; on an error it frees what it allocated.
+func cloneBuffers(c *gpu.Ctx, srcs ...gpu.Buffer) ([]gpu.Buffer, error) {
+	out := make([]gpu.Buffer, 0, len(srcs))
+	fail := func(err error) ([]gpu.Buffer, error) {
+		for _, b := range out {
+			c.Free(b)
+		}
+		return nil, err
+	}
+	for _, src := range srcs {
+		b, err := c.Alloc(src.Size)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, b)
+		if err := c.CopyDtoD(b, src, src.Size, 0); err != nil {
+			return fail(err)
+		}
+	}
+	if err := c.Sync(); err != nil {
+		return fail(err)
+	}
+	return out, nil
+}

@@ -115,27 +115,13 @@ func (m *lshMethod) build(c *gpu.Ctx, s *groupState, g *attn.Group, opt methods.
 	if err := st.EnqueueKeyCodes(c, 0, s.K); err != nil {
 		return nil, nil, err
 	}
-	p := &lshPrep{}
-	free := func(c *gpu.Ctx) {
-		c.Free(p.p)
-		c.Free(p.kc)
-	}
-	for _, a := range []struct {
-		dst *gpu.Buffer
-		src gpu.Buffer
-	}{{&p.p, st.P}, {&p.kc, st.KC}} {
-		if *a.dst, err = c.Alloc(a.src.Size); err != nil {
-			free(c)
-			return nil, nil, err
-		}
-		if err := c.CopyDtoD(*a.dst, a.src, a.src.Size, 0); err != nil {
-			free(c)
-			return nil, nil, err
-		}
-	}
-	if err := c.Sync(); err != nil {
-		free(c)
+	bufs, err := cloneBuffers(c, st.P, st.KC)
+	if err != nil {
 		return nil, nil, err
 	}
-	return p, free, nil
+	p := &lshPrep{p: bufs[0], kc: bufs[1]}
+	return p, func(c *gpu.Ctx) {
+		c.Free(p.p)
+		c.Free(p.kc)
+	}, nil
 }
