@@ -179,7 +179,6 @@ func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Ma
 	// One Group, methods Selector and twin per (batch, KV head).
 	var sels []methods.Selector
 	var twins []*h2oTwin
-	var groups []*attn.Group
 	for bb := 0; bb < s.Batch; bb++ {
 		for kh := 0; kh < s.KVHeads; kh++ {
 			grp := &attn.Group{K: kv.mats[bb*s.KVHeads+kh], V: vv.mats[bb*s.KVHeads+kh], Scale: scale}
@@ -191,7 +190,6 @@ func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Ma
 			if err != nil {
 				t.Fatal(err)
 			}
-			groups = append(groups, grp)
 			sels = append(sels, sl)
 			twins = append(twins, newH2OTwin(grp, shared, tc.recent, tc.init, tc.t0))
 		}
