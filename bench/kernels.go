@@ -61,8 +61,12 @@ func KernelNames() []string {
 // KernelDocs returns "name: doc" lines for every registered kernel.
 func KernelDocs() string {
 	var b strings.Builder
+	w := 0
 	for _, n := range KernelNames() {
-		fmt.Fprintf(&b, "  %-12s %s\n", n, kernelSpecs[n].doc)
+		w = max(w, len(n))
+	}
+	for _, n := range KernelNames() {
+		fmt.Fprintf(&b, "  %-*s  %s\n", w, n, kernelSpecs[n].doc)
 	}
 	return b.String()
 }
