@@ -349,8 +349,6 @@ func Run(ctx context.Context, x *config.Experiment, opt Options) (*Result, error
 		if opt.Log != nil {
 			fmt.Fprintf(opt.Log, "device gpu: %s; workloads loaded and rounded to fp16 in %.1fs\n", ev.Dev.Props.Name, time.Since(loadStart).Seconds())
 		}
-	}
-	if ev != nil {
 		for i, v := range x.Variants {
 			m, note, err := ev.Wrap(v.Method, v.Params, ms[i])
 			if err != nil {
