@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -55,10 +56,14 @@ func Defines(defs map[string]string) []string {
 // Compile compiles CUDA C++ source src (named name) for arch (e.g.
 // "sm_90") with the given defines, through the disk cache. Only NVRTC is
 // needed, not a device: a test compiles for sm_80 on a Hopper machine.
+//
+// Every source is compiled after the shared prelude kernels/common.cu
+// (16-bit K/V conversions, programmatic-dependent-launch helpers).
 func Compile(name, src, arch string, defs map[string]string) (*Compiled, error) {
 	if err := loadNVRTC(); err != nil {
 		return nil, err
 	}
+	src = withPrelude(name, src)
 	opts := append([]string{"--gpu-architecture=" + arch, "-std=c++17", "-default-device"}, Defines(defs)...)
 	h := sha256.New()
 	fmt.Fprintf(h, "hbench-cubin/1\x00%s\x00%s\x00nvrtc %d.%d\x00", arch, strings.Join(opts, "\x00"), nvrtc.major, nvrtc.minor)
@@ -77,6 +82,15 @@ func Compile(name, src, arch string, defs map[string]string) (*Compiled, error) 
 		resultfmt.WriteFileAtomic(path, c.CUBIN) // a failed cache write only costs a recompile
 	}
 	return c, nil
+}
+
+//go:embed kernels/common.cu
+var commonSrc string
+
+// withPrelude puts the prelude before src, with a #line directive so that
+// compiler messages name src's own lines.
+func withPrelude(name, src string) string {
+	return commonSrc + "\n#line 1 \"" + name + "\"\n" + src
 }
 
 func compileNVRTC(c *Compiled, src string) error {

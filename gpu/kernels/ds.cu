@@ -59,21 +59,11 @@ typedef unsigned short label_t;
 #define LABEL_VEC 8
 #endif
 
-__device__ __forceinline__ float ds_h2f(unsigned short h) {
-#if DTYPE_BF16
-    return __uint_as_float(((unsigned int)h) << 16);
-#else
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#endif
-}
-
 __device__ __forceinline__ float ds_val(label_t x) {
 #if QBITS < 16
     return x;
 #else
-    return ds_h2f(x);
+    return kv2f(x);
 #endif
 }
 
@@ -88,16 +78,16 @@ extern "C" __global__ void __launch_bounds__(DS_THREADS) ds_labels(
     const int* ch = CH + kvh * R;
     label_t* out = LB + ((size_t)bh * n + j) * R;
 #if QBITS < 16
-    float a = ds_h2f(k[ch[0]]), b = a;
+    float a = kv2f(k[ch[0]]), b = a;
     for (int i = 1; i < R; i++) {
-        float v = ds_h2f(k[ch[i]]);
+        float v = kv2f(k[ch[i]]);
         a = fminf(a, v);
         b = fmaxf(b, v);
     }
     const double levels = (double)((1 << QBITS) - 1);
     const double step = __ddiv_rn(__dsub_rn((double)b, (double)a), levels);
     for (int i = 0; i < R; i++) {
-        float v = ds_h2f(k[ch[i]]);
+        float v = kv2f(k[ch[i]]);
         if (step != 0.0) v = __double2float_rn(__dadd_rn((double)a, __dmul_rn(round(__ddiv_rn(__dsub_rn((double)v, (double)a), step)), step)));
         out[i] = v;
     }

@@ -47,28 +47,6 @@
 #define HINF __int_as_float(0x7f800000)
 #define DINF __longlong_as_double(0x7ff0000000000000ll)
 
-__device__ __forceinline__ float h2o_lo16(unsigned int w) {
-#if DTYPE_BF16
-    return __uint_as_float(w << 16);
-#else
-    float f;
-    unsigned short h = (unsigned short)(w & 0xffffu);
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#endif
-}
-
-__device__ __forceinline__ float h2o_hi16(unsigned int w) {
-#if DTYPE_BF16
-    return __uint_as_float(w & 0xffff0000u);
-#else
-    float f;
-    unsigned short h = (unsigned short)(w >> 16);
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#endif
-}
-
 // evictFirst says whether slot (a, p) goes before slot (ba, bp): the lower
 // accumulated score, then the newer position (the CPU keeps the older).
 __device__ __forceinline__ bool evictFirst(double a, int p, int s, double ba, int bp, int bs) {
@@ -275,8 +253,8 @@ h2o_logits(const float* __restrict__ q, const unsigned short* __restrict__ k, co
                 float a = 0.f;
 #pragma unroll
                 for (int e = 0; e < EPL / 2; e++) {
-                    a = fmaf(qr[g][2 * e], h2o_lo16(w[u][e]), a);
-                    a = fmaf(qr[g][2 * e + 1], h2o_hi16(w[u][e]), a);
+                    a = fmaf(qr[g][2 * e], lo16(w[u][e]), a);
+                    a = fmaf(qr[g][2 * e + 1], hi16(w[u][e]), a);
                 }
 #pragma unroll
                 for (int off = 8; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);

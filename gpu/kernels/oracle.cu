@@ -58,28 +58,6 @@
 #endif
 #define OINF __int_as_float(0x7f800000)  // +inf (no math.h under NVRTC)
 
-__device__ __forceinline__ float lo16(unsigned int w) {
-#if DTYPE_BF16
-    return __uint_as_float(w << 16);
-#else
-    float f;
-    unsigned short h = (unsigned short)(w & 0xffffu);
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#endif
-}
-
-__device__ __forceinline__ float hi16(unsigned int w) {
-#if DTYPE_BF16
-    return __uint_as_float(w & 0xffff0000u);
-#else
-    float f;
-    unsigned short h = (unsigned short)(w >> 16);
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#endif
-}
-
 // Combine two (max, sum) softmax partials at scale s.
 __device__ __forceinline__ void smcombine(float& m, float& z, float m2, float z2, float s) {
     if (m2 == (-OINF)) return;
