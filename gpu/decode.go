@@ -442,6 +442,9 @@ type DecodeInputs struct {
 }
 
 // Enqueue launches the decode on stream s; the result lands in d.Out.
+// The gather kernels start with programmatic dependent launch (LaunchPDL)
+// where the device has it: their blocks wait for the kernel before them
+// (which writes the lists) but their launch overlaps its tail.
 func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 	sh := d.Shape
 	scale := in.Scale
@@ -456,11 +459,11 @@ func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 	case d.MMA && d.Sel == Dense:
 		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out)
 	case d.MMA:
-		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out)
+		err = c.LaunchPDL(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out)
 	case d.Sel == Dense:
 		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
 	default:
-		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
+		err = c.LaunchPDL(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
 	}
 	if err != nil || (d.MMA && d.Tuning.Fuse) {
 		return err

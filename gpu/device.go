@@ -3,6 +3,7 @@ package gpu
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"unsafe"
 )
@@ -398,7 +399,7 @@ type Dim3 struct{ X, Y, Z uint32 }
 // Launch enqueues f on stream s. Each arg is a Buffer (its pointer),
 // uintptr, int32, uint32, int (passed as int32), int64 or float32.
 func (c *Ctx) Launch(f *Func, grid, block Dim3, smem uint32, s Stream, args ...any) error {
-	return c.launch(false, f, grid, block, smem, s, args)
+	return c.launch(launchPlain, f, grid, block, smem, s, args)
 }
 
 // LaunchCooperative enqueues f as a cooperative kernel
@@ -406,10 +407,65 @@ func (c *Ctx) Launch(f *Func, grid, block Dim3, smem uint32, s Stream, args ...a
 // the grid is resident at once, or fails the launch, so the kernel may
 // wait for all blocks (a grid barrier). Arguments as for Launch.
 func (c *Ctx) LaunchCooperative(f *Func, grid, block Dim3, smem uint32, s Stream, args ...any) error {
-	return c.launch(true, f, grid, block, smem, s, args)
+	return c.launch(launchCoop, f, grid, block, smem, s, args)
 }
 
-func (c *Ctx) launch(coop bool, f *Func, grid, block Dim3, smem uint32, s Stream, args []any) error {
+// LaunchPDL enqueues f with programmatic dependent launch (Hopper and
+// later, cuLaunchKernelEx with programmatic stream serialization): f's
+// blocks may start while the kernel before it on s is still running, once
+// that kernel's blocks have all executed griddepcontrol.launch_dependents
+// (or exited). f must execute griddepcontrol.wait (the kernels'
+// pdl_wait) before it touches anything the kernel before it writes.
+// Inside a CUDA graph capture this becomes a programmatic edge. Where the
+// device or driver lacks it (PDL false), it is a plain Launch.
+func (c *Ctx) LaunchPDL(f *Func, grid, block Dim3, smem uint32, s Stream, args ...any) error {
+	if !c.PDL() {
+		return c.launch(launchPlain, f, grid, block, smem, s, args)
+	}
+	return c.launch(launchPDL, f, grid, block, smem, s, args)
+}
+
+// PDL reports whether LaunchPDL overlaps kernels: compute capability 9.0
+// or later, a driver with cuLaunchKernelEx, and not turned off by
+// HBENCH_PDL=0.
+func (c *Ctx) PDL() bool {
+	return c.d.Props.Major >= 9 && cu.LaunchEx != nil && pdlOn
+}
+
+// pdlOn is false under HBENCH_PDL=0 (for A/B timings).
+var pdlOn = os.Getenv("HBENCH_PDL") != "0"
+
+type launchMode int
+
+const (
+	launchPlain launchMode = iota
+	launchCoop
+	launchPDL
+)
+
+// launchConfig mirrors CUlaunchConfig.
+type launchConfig struct {
+	gridX, gridY, gridZ, blockX, blockY, blockZ, smem uint32
+	_                                                 uint32
+	stream                                            uintptr
+	attrs                                             *launchAttr
+	numAttrs                                          uint32
+	_                                                 uint32
+}
+
+// launchAttr mirrors CUlaunchAttribute: the id, padding to 8 bytes, and
+// the 64-byte value union.
+type launchAttr struct {
+	id  uint32
+	_   uint32
+	val [8]uint64
+}
+
+// cuLaunchAttributeProgrammaticStreamSerialization is
+// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION.
+const cuLaunchAttributeProgrammaticStreamSerialization = 6
+
+func (c *Ctx) launch(mode launchMode, f *Func, grid, block Dim3, smem uint32, s Stream, args []any) error {
 	vals := make([]uint64, len(args))
 	ptrs := make([]unsafe.Pointer, len(args))
 	for i, a := range args {
@@ -455,10 +511,20 @@ func (c *Ctx) launch(coop bool, f *Func, grid, block Dim3, smem uint32, s Stream
 	}
 	name := "cuLaunchKernel"
 	var r result
-	if coop {
+	switch mode {
+	case launchCoop:
 		name = "cuLaunchCooperativeKernel"
 		r = cu.LaunchCooperative(f.h, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, smem, uintptr(s), pp)
-	} else {
+	case launchPDL:
+		name = "cuLaunchKernelEx"
+		attr := &launchAttr{id: cuLaunchAttributeProgrammaticStreamSerialization}
+		attr.val[0] = 1 // programmaticStreamSerializationAllowed (int) = 1
+		cfg := &launchConfig{gridX: grid.X, gridY: grid.Y, gridZ: grid.Z, blockX: block.X, blockY: block.Y, blockZ: block.Z,
+			smem: smem, stream: uintptr(s), attrs: attr, numAttrs: 1}
+		r = cu.LaunchEx(cfg, f.h, pp, 0)
+		runtime.KeepAlive(cfg)
+		runtime.KeepAlive(attr)
+	default:
 		r = cu.LaunchKernel(f.h, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, smem, uintptr(s), pp, 0)
 	}
 	runtime.KeepAlive(vals)

@@ -57,14 +57,17 @@ var cu struct {
 	OccupancyMaxBlocks      func(n *int32, f uintptr, block int32, smem uint64) result
 	LaunchKernel            func(f uintptr, gx, gy, gz, bx, by, bz, smem uint32, s uintptr, params unsafe.Pointer, extra uintptr) result
 	LaunchCooperative       func(f uintptr, gx, gy, gz, bx, by, bz, smem uint32, s uintptr, params unsafe.Pointer) result
-	StreamBeginCapture      func(s uintptr, mode int32) result
-	StreamEndCapture        func(s uintptr, g *uintptr) result
-	GraphInstantiate        func(e *uintptr, g uintptr, flags uint64) result
-	GraphLaunch             func(e, s uintptr) result
-	GraphExecDestroy        func(e uintptr) result
-	GraphDestroy            func(g uintptr) result
-	GetErrorName            func(r result, s **byte) result
-	GetErrorString          func(r result, s **byte) result
+	// LaunchEx is cuLaunchKernelEx (CUDA 12.0+); nil where the driver
+	// lacks it (launches with attributes then fall back to LaunchKernel).
+	LaunchEx           func(cfg *launchConfig, f uintptr, params unsafe.Pointer, extra uintptr) result
+	StreamBeginCapture func(s uintptr, mode int32) result
+	StreamEndCapture   func(s uintptr, g *uintptr) result
+	GraphInstantiate   func(e *uintptr, g uintptr, flags uint64) result
+	GraphLaunch        func(e, s uintptr) result
+	GraphExecDestroy   func(e uintptr) result
+	GraphDestroy       func(g uintptr) result
+	GetErrorName       func(r result, s **byte) result
+	GetErrorString     func(r result, s **byte) result
 }
 
 var (
@@ -164,6 +167,9 @@ func loadDriver() error {
 				driverErr = fmt.Errorf("%w: libcuda: %v", ErrNoGPU, err)
 				return
 			}
+		}
+		if bind(lib, &cu.LaunchEx, "cuLaunchKernelEx") != nil {
+			cu.LaunchEx = nil
 		}
 		if r := cu.Init(0); r != 0 {
 			driverErr = fmt.Errorf("%w: %v", ErrNoGPU, cuErr("cuInit", r))

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/hbench/hbench/attn"
 	"github.com/hbench/hbench/tensor"
@@ -396,6 +397,28 @@ func TestCompileAllArchs(t *testing.T) {
 			if _, err := Compile(name, src, arch, nil); err != nil {
 				t.Fatalf("%s %s: %v", name, arch, err)
 			}
+		}
+	}
+}
+
+// TestLaunchStructLayout checks the Go mirrors of CUlaunchConfig and
+// CUlaunchAttribute against cuda.h's layout on 64-bit Linux.
+func TestLaunchStructLayout(t *testing.T) {
+	var cfg launchConfig
+	var at launchAttr
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"sizeof(CUlaunchConfig)", unsafe.Sizeof(cfg), 56},
+		{"offsetof(hStream)", unsafe.Offsetof(cfg.stream), 32},
+		{"offsetof(attrs)", unsafe.Offsetof(cfg.attrs), 40},
+		{"offsetof(numAttrs)", unsafe.Offsetof(cfg.numAttrs), 48},
+		{"sizeof(CUlaunchAttribute)", unsafe.Sizeof(at), 72},
+		{"offsetof(value)", unsafe.Offsetof(at.val), 8},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
 		}
 	}
 }

@@ -95,7 +95,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
-		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)),
+		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
 	}
 }
 
@@ -193,9 +193,13 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // select as a plain kernel: its grid fits the occupancy limit, so its
 // blocks become resident once earlier kernels drain, but only a
 // cooperative launch guarantees it; "mlp=1" runs the query MLP inside the
-// fused select, whose other blocks prefetch their key codes meanwhile).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp int }{1, 4, 1, 4, 1, 0}
+// fused select, whose other blocks prefetch their key codes meanwhile;
+// "pdl=0" launches the fused select after the query MLP instead of beside
+// it, where the device has programmatic dependent launch; "preload=1"
+// loads each thread's weights of all three MLP layers into registers at
+// once).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload int }{1, 4, 1, 4, 1, 0, 1, 0}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -213,8 +217,12 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp int } {
 			t.coop = n
 		case ok && err == nil && k == "mlp":
 			t.mlp = n
+		case ok && err == nil && k == "pdl":
+			t.pdl = n
+		case ok && err == nil && k == "preload":
+			t.preload = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1 or mlp=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1 or preload=0|1", kv))
 		}
 	}
 	return t
@@ -223,7 +231,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp int } {
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload)
 }
 
 // planFused sizes the fused select: every block of the grid must be
@@ -318,8 +326,9 @@ func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) erro
 	if hashTuning.coop == 0 {
 		launch = c.Launch
 	}
-	// L2 prefetch of the key codes while the MLP runs: at most half the L2
-	// over the whole grid.
+	// L2 prefetch of the key codes while the query codes are made (by the
+	// MLP kernel before, overlapped through programmatic dependent launch,
+	// or with mlp here): at most half the L2 over the whole grid.
 	lists := sh.Lists(h.Sel)
 	selHeads := sh.Heads / lists
 	kheads := 1
@@ -327,10 +336,25 @@ func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) erro
 		kheads = selHeads
 	}
 	pf := int(c.d.Props.L2Bytes / 2 / int64(h.FusedBlocks*lists*sh.Batch*kheads))
+	switch {
+	case mlp == 1:
+	case h.pdl(c):
+		// The grid fits the occupancy limit; the blocks that find no room
+		// beside the MLP kernel's become resident when it exits (it waits
+		// on nothing), so the list barrier cannot deadlock.
+		launch = c.LaunchPDL
+	default:
+		pf = 0
+	}
 	return launch(h.fused, Dim3{uint32(h.FusedBlocks), uint32(lists), uint32(sh.Batch)}, Dim3{X: hashSelThreads}, 0, s,
 		h.QC, kc, sh.Context, sh.Heads, lo, hi, h.FusedChunk, h.Budget.Heavy, h.ghist, h.bcnt, h.bar, h.scr,
 		h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx, q, qw, mlp, pf)
 }
+
+// pdl says whether the fused select starts under programmatic dependent
+// launch: its blocks prefetch their key codes while the kernel before it
+// (the query MLP, or LSH's query codes) runs.
+func (h *HashStep) pdl(c *Ctx) bool { return c.PDL() && hashTuning.pdl == 1 }
 
 // EnqueueSelectCodes runs the counting select alone on the query codes
 // already in h.QC ([Batch][Heads][Bits/32] uint32, written by the caller:

@@ -48,15 +48,16 @@ func cpuCode(m *methods.MLP, x []float32) []uint32 {
 	return out[:m.Out()/32]
 }
 
-// withHashTuning runs f under each select variant (fused: one cooperative
-// launch, with the query MLP outside or inside it; three kernels),
-// restoring the tuning after.
+// withHashTuning runs f under each select variant (fused: one launch,
+// with the query MLP outside it, beside it through programmatic dependent
+// launch or not, its weights preloaded or not, or inside it; three
+// kernels), restoring the tuning after.
 func withHashTuning(t *testing.T, f func(t *testing.T)) {
 	old := hashTuning
 	defer func() { hashTuning = old }()
-	for _, v := range []struct{ fused, mlp int }{{1, 0}, {1, 1}, {0, 0}} {
-		hashTuning.fused, hashTuning.mlp = v.fused, v.mlp
-		t.Run(fmt.Sprintf("fused=%d,mlp=%d", v.fused, v.mlp), f)
+	for _, v := range []struct{ fused, mlp, pdl, preload int }{{1, 0, 1, 0}, {1, 0, 1, 1}, {1, 0, 0, 0}, {1, 1, 0, 0}, {0, 0, 0, 0}} {
+		hashTuning.fused, hashTuning.mlp, hashTuning.pdl, hashTuning.preload = v.fused, v.mlp, v.pdl, v.preload
+		t.Run(fmt.Sprintf("fused=%d,mlp=%d,pdl=%d,preload=%d", v.fused, v.mlp, v.pdl, v.preload), f)
 	}
 }
 

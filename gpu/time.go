@@ -10,8 +10,11 @@ type TimeOpts struct {
 	Warmup  int  // untimed calls first
 	Repeats int  // timed calls
 	Cold    bool // flush L2 (write Flush) before each timed call
-	Graph   bool // capture the call once in a CUDA graph and time graph launches
-	// Flush is the buffer written to evict L2 (at least twice the L2 size);
+	// Clean makes the cold flush read Flush instead of writing it: L2 then
+	// holds clean lines, so the timed call evicts without write-backs.
+	Clean bool
+	Graph bool // capture the call once in a CUDA graph and time graph launches
+	// Flush is the buffer that evicts L2 (at least twice the L2 size);
 	// required when Cold.
 	Flush Buffer
 }
@@ -39,7 +42,7 @@ func (c *Ctx) Time(s Stream, o TimeOpts, enqueue func() error) ([]float64, error
 	}
 	for i := 0; i < o.Warmup; i++ {
 		if o.Cold {
-			if err := c.Fill32(o.Flush, uint32(i), s); err != nil {
+			if err := c.FlushL2(o.Flush, o.Clean, uint32(i), s); err != nil {
 				return nil, err
 			}
 		}
@@ -65,7 +68,7 @@ func (c *Ctx) Time(s Stream, o TimeOpts, enqueue func() error) ([]float64, error
 	}()
 	for i := 0; i < o.Repeats; i++ {
 		if o.Cold {
-			if err := c.Fill32(o.Flush, uint32(i), s); err != nil {
+			if err := c.FlushL2(o.Flush, o.Clean, uint32(i), s); err != nil {
 				return nil, err
 			}
 		}
@@ -143,5 +146,28 @@ func (c *Ctx) CopyBandwidth(size int64, repeats int) (float64, error) {
 // FlushBuffer allocates a buffer of twice the L2 size (at least 64 MiB)
 // for cold timings.
 func (c *Ctx) FlushBuffer() (Buffer, error) {
-	return c.Alloc(max(2*c.d.Props.L2Bytes, 64<<20))
+	b, err := c.Alloc(max(2*c.d.Props.L2Bytes, 64<<20))
+	if err != nil {
+		return b, err
+	}
+	if err := c.FillU32(b, 0x5eed); err != nil { // random words: nothing a read could skip
+		c.Free(b)
+		return Buffer{}, err
+	}
+	return b, c.Sync()
+}
+
+// FlushL2 evicts L2 on s through the flush buffer b: by writing it (seed
+// as every word: L2 is left full of dirty lines) or, with clean, by
+// reading it (L2 is left holding clean lines).
+func (c *Ctx) FlushL2(b Buffer, clean bool, seed uint32, s Stream) error {
+	if !clean {
+		return c.Fill32(b, seed, s)
+	}
+	f, err := c.utilFunc("flush_read")
+	if err != nil {
+		return err
+	}
+	n := b.Size / 16
+	return c.Launch(f, Dim3{X: uint32(c.d.Props.SMs * 8)}, Dim3{X: 256}, 0, s, b, n, uintptr(0))
 }

@@ -410,6 +410,7 @@ __device__ __forceinline__ void partial(const float* __restrict__ q, const uint4
 extern "C" __global__ void DECODE_BOUNDS
 decode_dense(const float* __restrict__ q, const uint4* __restrict__ k, const uint4* __restrict__ v, int N, int hq,
              int hkv, int chunk, float scale, float* __restrict__ pacc, float* __restrict__ pml) {
+    pdl_wait();
     partial<false>(q, k, v, nullptr, N, N, hq, hkv, chunk, scale, pacc, pml);
 }
 
@@ -417,6 +418,7 @@ extern "C" __global__ void DECODE_BOUNDS
 decode_gather(const float* __restrict__ q, const uint4* __restrict__ k, const uint4* __restrict__ v,
               const int* __restrict__ idx, int n, int N, int hq, int hkv, int chunk, float scale,
               float* __restrict__ pacc, float* __restrict__ pml) {
+    pdl_wait();  // the lists come from the kernel before (LaunchPDL)
     partial<true>(q, k, v, idx, n, N, hq, hkv, chunk, scale, pacc, pml);
 }
 
@@ -425,6 +427,7 @@ decode_gather(const float* __restrict__ q, const uint4* __restrict__ k, const ui
 // decode_combine merges the splits by log-sum-exp: grid B*HQ, block HEAD_DIM.
 extern "C" __global__ void __launch_bounds__(HEAD_DIM)
 decode_combine(const float* __restrict__ pacc, const float* __restrict__ pml, int splits, float* __restrict__ out) {
+    pdl_wait();
     const size_t bh = blockIdx.x;
     const int c = threadIdx.x;
     const float* ml = pml + bh * splits * 2;

@@ -381,6 +381,7 @@ extern "C" __global__ void __launch_bounds__(MMA_WARPS * 32)
 decode_dense_mma(const float* __restrict__ q, const char* __restrict__ k, const char* __restrict__ v, int N, int hq,
                  int hkv, int chunk, float scale, float* __restrict__ pacc, float* __restrict__ pml, int* __restrict__ cnt,
                  float* __restrict__ out) {
+    pdl_wait();
     mma_partial<false>(q, k, v, nullptr, N, N, hq, hkv, chunk, scale, pacc, pml, cnt, out);
 }
 
@@ -388,5 +389,6 @@ extern "C" __global__ void __launch_bounds__(MMA_WARPS * 32)
 decode_gather_mma(const float* __restrict__ q, const char* __restrict__ k, const char* __restrict__ v,
                   const int* __restrict__ idx, int n, int N, int hq, int hkv, int chunk, float scale,
                   float* __restrict__ pacc, float* __restrict__ pml, int* __restrict__ cnt, float* __restrict__ out) {
+    pdl_wait();  // the lists come from the kernel before (LaunchPDL)
     mma_partial<true>(q, k, v, idx, n, N, hq, hkv, chunk, scale, pacc, pml, cnt, out);
 }

@@ -55,16 +55,6 @@
 
 __device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
 
-__device__ __forceinline__ float ld16(const unsigned short* p) {
-#if DTYPE_BF16
-    return __uint_as_float(((unsigned int)*p) << 16);
-#else
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(*p));
-    return f;
-#endif
-}
-
 #ifndef MLP_PARTS
 #define MLP_PARTS 4
 #endif
@@ -119,6 +109,43 @@ __device__ __forceinline__ void prefetch_map(const float* __restrict__ w) {
 #endif
 }
 
+#ifndef MLP_PRELOAD
+#define MLP_PRELOAD 0
+#endif
+
+// LayerW holds one thread's weights of a layer in registers (the same
+// elements and sum order as layer with CH = ROWS/PARTS), so that a map's
+// three layers are loaded at once: one memory round trip per map.
+template <int ROWS, int COLS, int PARTS>
+struct LayerW {
+    static constexpr int PER = ROWS / PARTS;
+    float w[PER];
+    __device__ __forceinline__ void load(const float* __restrict__ W) {
+        const int i = threadIdx.x % HID, part = threadIdx.x / HID;
+        if (i < COLS) {
+#pragma unroll
+            for (int j = 0; j < PER; j++) w[j] = __ldg(W + (part * PER + j) * COLS + i);
+        }
+    }
+    __device__ __forceinline__ float apply(const float* x, float (*red)[HID]) const {
+        const int i = threadIdx.x % HID, part = threadIdx.x / HID;
+        float a = 0.f;
+        if (i < COLS) {
+#pragma unroll
+            for (int j = 0; j < PER; j++) a = fmaf(w[j], x[part * PER + j], a);
+        }
+        red[part][i] = a;
+        __syncthreads();
+        float t = 0.f;
+        if (part == 0) {
+#pragma unroll
+            for (int p = 0; p < PARTS; p++) t += red[p][i];
+        }
+        __syncthreads();
+        return t;  // meaningful in part 0
+    }
+};
+
 // mlp_code: blockDim.x == HID * PARTS; xs is the input in shared memory;
 // writes the code words to out.
 template <int PARTS = MLP_PARTS, int CHMAX = 1 << 30>
@@ -132,6 +159,31 @@ __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned 
     const float* B2 = W2 + HID * HID;
     const float* W3 = B2 + HID;
     const float* B3 = W3 + HID * BITS;
+#if MLP_PRELOAD
+    if constexpr (PARTS >= 4) {  // (fewer parts: too many registers)
+        LayerW<IN_DIM, HID, PARTS> l1;
+        LayerW<HID, HID, PARTS> l2;
+        LayerW<HID, BITS, PARTS> l3;
+        l1.load(W1);
+        l2.load(W2);
+        l3.load(W3);
+        const float b1 = i < HID ? __ldg(B1 + i) : 0.f, b2 = i < HID ? __ldg(B2 + i) : 0.f;
+        const float b3 = i < BITS ? __ldg(B3 + i) : 0.f;
+        float a = l1.apply(xs, red);
+        if (i < HID) h1[i] = silu(a + b1);
+        __syncthreads();
+        a = l2.apply(h1, red);
+        if (i < HID) h2[i] = silu(a + b2);
+        __syncthreads();
+        a = l3.apply(h2, red);
+        if (i < ((BITS + 31) / 32) * 32) {
+            const bool bit = i < BITS && a + b3 > 0.f;
+            unsigned int word = __ballot_sync(0xffffffffu, bit);
+            if ((i & 31) == 0) out[i / 32] = word;
+        }
+        return;
+    }
+#endif
     float a = layer<IN_DIM, HID, PARTS, CHMAX>(W1, xs, red);
     if (i < HID) h1[i] = silu(a + B1[i]);
     __syncthreads();
@@ -151,6 +203,7 @@ __device__ void mlp_code(const float* xs, const float* __restrict__ w, unsigned 
 extern "C" __global__ void __launch_bounds__(MLP_THREADS)
 query_codes(const float* __restrict__ q, const float* __restrict__ w, int hq, unsigned int* __restrict__ qc) {
     __shared__ float xs[IN_DIM];
+    pdl_launch_dependents();  // the select may start prefetching its key codes
     const int h = blockIdx.x, b = blockIdx.y;
     prefetch_map(w + (size_t)h * MAP_FLOATS);
     for (int j = threadIdx.x; j < IN_DIM; j += blockDim.x) xs[j] = q[((size_t)b * hq + h) * IN_DIM + j];
@@ -480,18 +533,23 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     const int start = lo + x * chunk, end = min(start + chunk, hi);
     Scorer sc;
     sc.keys(kcodes, b, list, hq, N);
-#if SEL_MLP
-    // 0. (mlp) the list's query codes are made here: blocks x < SEL_HEADS
-    // run one head's query MLP each while every block asks L2 for (up to
-    // pfBytes of) its key codes; the list's blocks then wait for its
-    // SEL_HEADS codes (counter lbar[2]).
-    if (mlp) {
+    // 0. While the query codes are being made, ask L2 for (up to pfBytes
+    // of) this block's key codes. They are made by the query MLP kernel
+    // before this one, launched with programmatic dependent launch
+    // (gpu.Ctx.LaunchPDL): pdl_wait awaits its completion; or (mlp) here.
+    if (pfBytes > 0) {
         for (int g = 0; g < KHEADS; g++) {
             const char* p0 = (const char*)(sc.kc[g] + (size_t)start * WORDS);
             const int nb = min(max(end - start, 0) * WORDS * 4, pfBytes);
             for (int off = threadIdx.x * 128; off < nb; off += SEL_THREADS * 128)
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(p0 + off));
         }
+    }
+    pdl_wait();
+#if SEL_MLP
+    // (mlp) blocks x < SEL_HEADS run one head's query MLP each; the list's
+    // blocks then wait for its SEL_HEADS codes (counter lbar[2]).
+    if (mlp) {
         __shared__ float xq[IN_DIM];
         for (int hh = x; hh < SEL_HEADS; hh += nblk) {
             const int h = list * SEL_HEADS + hh;
@@ -533,6 +591,8 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             my[j - start] = (score_t)sv;
         }
         j0 = a0;
+        // byte scores of 4 keys go out in one 4-byte store where aligned
+        const bool pack = sizeof(score_t) == 1 && ((a0 - start) & 3) == 0;
         for (; j0 + SEL_THREADS * VF * 4 <= end; j0 += SEL_THREADS * VF * 4) {
             uint4 k[VF];
 #pragma unroll
@@ -541,14 +601,19 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             for (int u = 0; u < VF; u++) {
                 const int jb = j0 + (u * SEL_THREADS + threadIdx.x) * 4 - start;
                 const unsigned int w[4] = {k[u].x, k[u].y, k[u].z, k[u].w};
+                unsigned int packed = 0;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int sv = 0;
 #pragma unroll
                     for (int g = 0; g < SEL_HEADS; g++) sv += 32 - __popc(sc.q[g][0] ^ w[e]);
                     atomicAdd(&hist[warp][sv], 1);
-                    my[jb + e] = (score_t)sv;
+                    if (pack)
+                        packed |= (unsigned int)sv << (8 * e);
+                    else
+                        my[jb + e] = (score_t)sv;
                 }
+                if (pack) *(unsigned int*)(my + jb) = packed;
             }
         }
     }

@@ -51,16 +51,6 @@
 #define LSH_THREADS 256
 #define KEYS_PER_BLOCK 32
 
-__device__ __forceinline__ float lsh_ld16(const unsigned short* p) {
-#if DTYPE_BF16
-    return __uint_as_float(((unsigned int)*p) << 16);
-#else
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(*p));
-    return f;
-#endif
-}
-
 // dot32 of plane p (column p of pt, stride PBITS) with x (shared memory),
 // in tensor.Dot32's order.
 __device__ __forceinline__ float lsh_dot32(const float* __restrict__ pt, int p, const float* x) {
@@ -80,7 +70,7 @@ __device__ __forceinline__ float lsh_dot32(const float* __restrict__ pt, int p, 
 __device__ __forceinline__ double lsh_norm2(const unsigned short* __restrict__ k) {
     double s = 0.0;
     for (int c = 0; c < HEAD_DIM; c++) {
-        double x = (double)lsh_ld16(k + c);
+        double x = (double)ld16(k + c);
         s = __dadd_rn(s, __dmul_rn(x, x));
     }
     return s;
@@ -109,7 +99,7 @@ extern "C" __global__ void __launch_bounds__(LSH_THREADS) lsh_key_codes(
     const int j0 = blockIdx.x * KEYS_PER_BLOCK;
     const int nk = min(KEYS_PER_BLOCK, n - j0);
     const unsigned short* kb = K + ((size_t)bh * n + j0) * HEAD_DIM;
-    for (int e = threadIdx.x; e < nk * HEAD_DIM; e += LSH_THREADS) xs[e / HEAD_DIM][e % HEAD_DIM] = lsh_ld16(kb + e);
+    for (int e = threadIdx.x; e < nk * HEAD_DIM; e += LSH_THREADS) xs[e / HEAD_DIM][e % HEAD_DIM] = ld16(kb + e);
 #if MIPS
     const double mm = __longlong_as_double((long long)m2[bh]);
     for (int r = threadIdx.x; r < nk; r += LSH_THREADS) {
@@ -141,6 +131,7 @@ extern "C" __global__ void __launch_bounds__(QC_THREADS) lsh_query_codes(
     __shared__ float ps[IN][32];
     __shared__ float xs[IN];
     __shared__ float part[4][32];
+    pdl_launch_dependents();  // the select may start prefetching its key codes
     const int w = blockIdx.x, h = blockIdx.y, bh = blockIdx.z * heads + h;
     const float* pt = PT + (size_t)(h / GROUP) * IN * PBITS + 32 * w;
 #pragma unroll 8

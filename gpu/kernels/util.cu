@@ -62,3 +62,18 @@ extern "C" __global__ void fill_u32(unsigned int* dst, unsigned long long n, uns
 // noop does nothing: timing it measures the fixed cost of one launch in
 // the benchmark protocol (events, graph launch, block scheduling).
 extern "C" __global__ void noop() {}
+
+// flush_read reads n 16-byte words of p (a buffer of twice the L2 size):
+// L2 then holds clean lines of p only, so the timed call that follows
+// evicts without write-backs (a memset flush leaves the L2 full of dirty
+// lines, whose write-backs the timed call pays for). sink is written only
+// if the words' xor has an impossible value, so the loads stay.
+extern "C" __global__ void flush_read(const uint4* __restrict__ p, unsigned long long n, unsigned int* sink) {
+    unsigned int x = 0;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const uint4 w = __ldcg(p + i);
+        x ^= w.x ^ w.y ^ w.z ^ w.w;
+    }
+    if (x == 0x9e3779b9u && sink) *sink = x;
+}
