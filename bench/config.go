@@ -29,7 +29,7 @@ type Config struct {
 	KVHeads  []int    `yaml:"kv_heads" doc:"key/value heads (each must divide every heads value)"`
 	HeadDim  []int    `yaml:"head_dim" doc:"head dimensions: 64 or 128 (default [128])"`
 	DType    []string `yaml:"dtype" doc:"K/V element types: bf16 or fp16 (default [bf16])"`
-	Cache    []string `yaml:"cache" doc:"cold (L2 flushed before each call) and/or warm (default [cold, warm])"`
+	Cache    []string `yaml:"cache" doc:"cold (L2 flushed by writing 2x its size before each call: it is left full of dirty lines), cold-clean (flushed by reading 2x its size: clean lines, no write-backs in the timed call) and/or warm (default [cold, warm])"`
 	Graph    []bool   `yaml:"graph" doc:"launch through a CUDA graph: false and/or true (default [false])"`
 	Kernels  []Kernel `yaml:"kernels" doc:"what to time at each shape"`
 }
@@ -56,6 +56,20 @@ type Kernel struct {
 	// Label names the kernel in results (default: name and selection).
 	Label string `yaml:"label" doc:"display name in results (default: name[selection])"`
 }
+
+// Cache states a call is timed in.
+const (
+	// CacheCold flushes L2 before each call by writing a buffer of twice
+	// its size: the call starts with L2 full of dirty lines, whose
+	// write-backs it pays for as it evicts them.
+	CacheCold = "cold"
+	// CacheColdClean flushes L2 by reading such a buffer: the call starts
+	// with none of its data in L2 and nothing to write back (as after a
+	// model's weight-streaming kernels).
+	CacheColdClean = "cold-clean"
+	// CacheWarm times back-to-back calls.
+	CacheWarm = "warm"
+)
 
 // Kernel names.
 const (
@@ -166,7 +180,7 @@ func (c *Config) defaults() {
 		c.DType = []string{gpu.BF16}
 	}
 	if len(c.Cache) == 0 {
-		c.Cache = []string{"cold", "warm"}
+		c.Cache = []string{CacheCold, CacheWarm}
 	}
 	if len(c.Graph) == 0 {
 		c.Graph = []bool{false}
@@ -260,8 +274,8 @@ func (c *Config) validate(path string, root *yaml.Node) error {
 		}
 	}
 	for i, x := range c.Cache {
-		if x != "cold" && x != "warm" {
-			bad("cache["+strconv.Itoa(i)+"]", []any{"cache", i}, "must be cold or warm, got %q", x)
+		if x != CacheCold && x != CacheColdClean && x != CacheWarm {
+			bad("cache["+strconv.Itoa(i)+"]", []any{"cache", i}, "must be cold, cold-clean or warm, got %q", x)
 		}
 	}
 	for i, h := range c.Heads {

@@ -210,7 +210,7 @@ func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage st
 	for _, cache := range r.cfg.Cache {
 		for _, graph := range graphs {
 			t0 := time.Now()
-			us, err := r.c.Time(r.s, gpu.TimeOpts{Warmup: r.cfg.Warmup, Repeats: r.cfg.Repeats, Cold: cache == "cold", Graph: graph, Flush: r.flush}, enqueue)
+			us, err := r.c.Time(r.s, gpu.TimeOpts{Warmup: r.cfg.Warmup, Repeats: r.cfg.Repeats, Cold: cache != CacheWarm, Clean: cache == CacheColdClean, Graph: graph, Flush: r.flush}, enqueue)
 			if err != nil {
 				return fmt.Errorf("%s: %w", k.Variant(), err)
 			}
@@ -227,7 +227,7 @@ func (r *runner) timeModes(sh Shape, k Kernel, sparsity float64, n int, stage st
 				},
 				Seconds: time.Since(t0).Seconds(),
 			}
-			cell.Params = map[string]any{"decode_tuning": r.tuning}
+			cell.Params = map[string]any{"decode_tuning": r.tuning, "pdl": r.c.PDL()}
 			if n > 0 {
 				cell.Params["k"] = n
 			}

@@ -98,7 +98,7 @@ type Latency struct {
 	KVHeads int    `json:"kv_heads"`
 	HeadDim int    `json:"head_dim"`
 	DType   string `json:"dtype"`
-	Cache   string `json:"cache"` // "warm" or "cold" (L2 flushed before each launch)
+	Cache   string `json:"cache"` // "warm", "cold" (L2 flushed by a write before each launch) or "cold-clean" (by a read)
 	Graph   bool   `json:"graph"` // launched through a CUDA graph
 	// SamplesUS holds every timed repeat, in microseconds.
 	SamplesUS []float64 `json:"samples_us"`
