@@ -75,8 +75,11 @@ type HashStep struct {
 	// launch on FusedBlocks blocks per list); false: the three kernels.
 	Fused                   bool
 	FusedBlocks, FusedChunk int
-	fused                   *Func
-	ghist, bcnt, bar, scr   Buffer // bcnt: per-block suffix sums of the histogram
+	// ScoreSmem is the fused select's dynamic shared memory for its
+	// scores (0: they go to the scratch buffer in L2).
+	ScoreSmem             int
+	fused                 *Func
+	ghist, bcnt, bar, scr Buffer // bcnt: per-block suffix sums of the histogram
 	// Dec is the sparse decode over Idx.
 	Dec *Decoder
 }
@@ -100,6 +103,10 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 }
 
 const hashSelThreads = 256
+
+// hashScoreSmem bounds the fused select's scores kept in shared memory
+// per block.
+const hashScoreSmem = 16 << 10
 
 // MaxHashBins bounds the number of distinct scores of a list (bits × query
 // heads per list + 1): the select keeps a histogram per warp in shared
@@ -195,11 +202,12 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // cooperative launch guarantees it; "mlp=1" runs the query MLP inside the
 // fused select, whose other blocks prefetch their key codes meanwhile;
 // "pdl=0" launches the fused select after the query MLP instead of beside
-// it, where the device has programmatic dependent launch; "preload=1"
-// loads each thread's weights of all three MLP layers into registers at
-// once).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload int }{1, 4, 1, 4, 1, 0, 1, 0}
+// it, where the device has programmatic dependent launch; "preload=0"
+// loads each MLP layer's weights when it starts instead of all three
+// layers' at once into registers; "smem=0" keeps the fused select's scores
+// in the L2 scratch buffer even where they fit in shared memory).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem int }{1, 4, 1, 4, 1, 0, 1, 1, 1}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -221,8 +229,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.pdl = n
 		case ok && err == nil && k == "preload":
 			t.preload = n
+		case ok && err == nil && k == "smem":
+			t.smem = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1 or preload=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1 or smem=0|1", kv))
 		}
 	}
 	return t
@@ -231,7 +241,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem)
 }
 
 // planFused sizes the fused select: every block of the grid must be
@@ -243,7 +253,10 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	if hashTuning.fused == 0 {
 		return nil
 	}
-	occ, err := c.Occupancy(h.fused, hashSelThreads, 0)
+	// Scores stay in shared memory when a block's chunk fits in
+	// hashScoreSmem bytes; occupancy is counted with that much (the
+	// scratch-buffer path needs none, so its grid fits too).
+	occ, err := c.Occupancy(h.fused, hashSelThreads, hashScoreSmem)
 	if err != nil {
 		return err
 	}
@@ -258,11 +271,14 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	if h.nbins > 256 {
 		scoreBytes = 2
 	}
+	if n := int64(h.FusedChunk) * scoreBytes; n <= hashScoreSmem && hashTuning.smem == 1 {
+		h.ScoreSmem = int(n)
+	}
 	for _, a := range []struct {
 		b *Buffer
 		n int64
 	}{
-		{&h.ghist, int64(lists) * int64(h.nbins) * 4},
+		{&h.ghist, int64(lists) * 2 * int64(h.nbins) * 4}, // two copies, by launch parity
 		{&h.bcnt, int64(lists) * int64(h.FusedBlocks) * int64(h.nbins+1) * 4},
 		{&h.bar, int64(lists) * 32 * 4},
 		{&h.scr, int64(lists) * int64(h.FusedBlocks) * int64(h.FusedChunk) * scoreBytes},
@@ -346,9 +362,13 @@ func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) erro
 	default:
 		pf = 0
 	}
-	return launch(h.fused, Dim3{uint32(h.FusedBlocks), uint32(lists), uint32(sh.Batch)}, Dim3{X: hashSelThreads}, 0, s,
+	smemScores := 0
+	if h.ScoreSmem > 0 {
+		smemScores = 1
+	}
+	return launch(h.fused, Dim3{uint32(h.FusedBlocks), uint32(lists), uint32(sh.Batch)}, Dim3{X: hashSelThreads}, uint32(h.ScoreSmem), s,
 		h.QC, kc, sh.Context, sh.Heads, lo, hi, h.FusedChunk, h.Budget.Heavy, h.ghist, h.bcnt, h.bar, h.scr,
-		h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx, q, qw, mlp, pf)
+		h.Budget.Sink, h.Budget.Local, h.Budget.Total, h.Idx, q, qw, mlp, pf, smemScores)
 }
 
 // pdl says whether the fused select starts under programmatic dependent

@@ -49,15 +49,18 @@ func cpuCode(m *methods.MLP, x []float32) []uint32 {
 }
 
 // withHashTuning runs f under each select variant (fused: one launch,
-// with the query MLP outside it, beside it through programmatic dependent
-// launch or not, its weights preloaded or not, or inside it; three
-// kernels), restoring the tuning after.
+// with the query MLP before it, beside it through programmatic dependent
+// launch or not, its weights preloaded or not, scores in shared memory or
+// the scratch buffer; or inside it; three kernels), restoring the tuning
+// after.
 func withHashTuning(t *testing.T, f func(t *testing.T)) {
 	old := hashTuning
 	defer func() { hashTuning = old }()
-	for _, v := range []struct{ fused, mlp, pdl, preload int }{{1, 0, 1, 0}, {1, 0, 1, 1}, {1, 0, 0, 0}, {1, 1, 0, 0}, {0, 0, 0, 0}} {
-		hashTuning.fused, hashTuning.mlp, hashTuning.pdl, hashTuning.preload = v.fused, v.mlp, v.pdl, v.preload
-		t.Run(fmt.Sprintf("fused=%d,mlp=%d,pdl=%d,preload=%d", v.fused, v.mlp, v.pdl, v.preload), f)
+	for _, v := range []struct{ fused, mlp, pdl, preload, smem int }{
+		{1, 0, 1, 1, 1}, {1, 0, 1, 0, 0}, {1, 0, 0, 1, 1}, {1, 1, 0, 0, 0}, {0, 0, 0, 0, 0},
+	} {
+		hashTuning.fused, hashTuning.mlp, hashTuning.pdl, hashTuning.preload, hashTuning.smem = v.fused, v.mlp, v.pdl, v.preload, v.smem
+		t.Run(fmt.Sprintf("fused=%d,mlp=%d,pdl=%d,preload=%d,smem=%d", v.fused, v.mlp, v.pdl, v.preload, v.smem), f)
 	}
 }
 

@@ -475,9 +475,13 @@ select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restri
 //   3. each warp counts its contiguous part of the chunk's scores, then
 //      the warps write their keys in position order (no block barrier).
 // All blocks must be resident at once: the host launches it with
-// cuLaunchCooperativeKernel on a grid within the occupancy limit.
-// ghist and bar must be zero on entry, and are zero again on exit (the
-// last block of a list to finish resets them).
+// cuLaunchCooperativeKernel on a grid within the occupancy limit (or, under
+// programmatic dependent launch, on such a grid after a kernel that waits
+// on nothing).
+// Nothing is reset at exit: a list's barrier state counts launches (its
+// epoch e, read at entry), its global histogram has two copies used by
+// the parity of e, and block 0 zeroes the copy the next launch will use.
+// ghist and bar must be zero before the first launch.
 
 #if SMAX <= 255
 typedef unsigned char score_t;
@@ -491,45 +495,53 @@ typedef unsigned short score_t;
 #define SEL_MLP 0  // 1: select_fused can run the query MLP itself (mlp != 0)
 #endif
 
-// list_sync: the blocks of one list (nb of them) meet; cnt counts
-// arrivals over the launch, the last arriver of a phase raises flag.
-__device__ __forceinline__ void list_sync(unsigned int* cnt, unsigned int* flag, unsigned int nb, unsigned int phase) {
+// Barrier state of one list (a 128-byte line of 32-bit words): words 0-1
+// count arrivals over all launches (64-bit), word 2 is the epoch (launches
+// whose barrier has completed), word 4 counts query codes made (mlp).
+#define BAR_EPOCH 2
+#define BAR_MLP 4
+
+// list_sync: the blocks of one list (nb of them) meet in launch epoch e;
+// the last arriver (arrivals count nb per launch) raises the epoch to e+1.
+__device__ __forceinline__ void list_sync(unsigned int* lbar, unsigned int nb, unsigned int e) {
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence();
-        const unsigned int t = atomicAdd(cnt, 1u);
-        if (t == phase * nb - 1)
-            atomicExch(flag, phase);
+        const unsigned long long t = atomicAdd((unsigned long long*)lbar, 1ull);
+        if (t % nb == nb - 1)
+            atomicExch(lbar + BAR_EPOCH, e + 1);
         else
-            while (*(volatile unsigned int*)flag < phase) __nanosleep(64);
+            while ((int)(*(volatile unsigned int*)(lbar + BAR_EPOCH) - (e + 1)) < 0) __nanosleep(32);
         __threadfence();
     }
     __syncthreads();
 }
 
 // select_fused: grid (nblk, NL, B), block SEL_THREADS, cooperative.
-// ghist [B][NL][NBINS]; cum [B][NL][nblk][NBINS+1]; bar [B][NL][BAR_STRIDE];
-// scr [B][NL][nblk][chunk], chunk a multiple of 16 (16-byte aligned per block).
+// ghist [B][NL][2][NBINS]; cum [B][NL][nblk][NBINS+1]; bar [B][NL][BAR_STRIDE];
+// scr [B][NL][nblk][chunk], chunk a multiple of 16 (16-byte aligned per
+// block); with smemScores the scores stay in the block's dynamic shared
+// memory (chunk score_t's) instead.
 extern "C" __global__ void __launch_bounds__(SEL_THREADS)
 select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo, int hi, int chunk,
              int heavy, int* __restrict__ ghist, int* __restrict__ cum, unsigned int* bar, score_t* __restrict__ scr,
              int sink, int local, int total, int* __restrict__ idx, const float* __restrict__ q,
-             const float* __restrict__ qw, int mlp, int pfBytes) {
+             const float* __restrict__ qw, int mlp, int pfBytes, int smemScores) {
     __shared__ int hist[SEL_THREADS / 32][NBINS];
     __shared__ int sred[2][SEL_THREADS / 32];
     __shared__ int sT, sR, sBase[2];
+    __shared__ unsigned int sE;
+    extern __shared__ uint4 sScores[];
+    // Every block of this grid is resident once it gets here, so the
+    // decode after it may start placing its blocks (they wait in pdl_wait).
+    pdl_launch_dependents();
     const int x = blockIdx.x, list = blockIdx.y, b = blockIdx.z, nl = gridDim.y, nblk = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const size_t L = (size_t)b * nl + list;
     int* out = idx + L * total;
-    int* gh = ghist + L * NBINS;
     unsigned int* lbar = bar + L * BAR_STRIDE;
-    score_t* my = scr + (L * nblk + x) * (size_t)chunk;
+    score_t* my = smemScores ? (score_t*)sScores : scr + (L * nblk + x) * (size_t)chunk;
     for (int i = threadIdx.x; i < (SEL_THREADS / 32) * NBINS; i += SEL_THREADS) (&hist[0][0])[i] = 0;
-    if (x == 0) {
-        for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
-        for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
-    }
     const int start = lo + x * chunk, end = min(start + chunk, hi);
     Scorer sc;
     sc.keys(kcodes, b, list, hq, N);
@@ -537,6 +549,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     // of) this block's key codes. They are made by the query MLP kernel
     // before this one, launched with programmatic dependent launch
     // (gpu.Ctx.LaunchPDL): pdl_wait awaits its completion; or (mlp) here.
+    // Nothing shared with other kernels is touched before pdl_wait.
     if (pfBytes > 0) {
         for (int g = 0; g < KHEADS; g++) {
             const char* p0 = (const char*)(sc.kc[g] + (size_t)start * WORDS);
@@ -546,11 +559,18 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         }
     }
     pdl_wait();
+    if (threadIdx.x == 0) sE = *(volatile unsigned int*)(lbar + BAR_EPOCH);
+    if (x == 0) {
+        for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
+        for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
+    }
 #if SEL_MLP
     // (mlp) blocks x < SEL_HEADS run one head's query MLP each; the list's
-    // blocks then wait for its SEL_HEADS codes (counter lbar[2]).
+    // blocks then wait for its SEL_HEADS codes (counter lbar[BAR_MLP]).
     if (mlp) {
         __shared__ float xq[IN_DIM];
+        __syncthreads();
+        const unsigned int e0 = sE;
         for (int hh = x; hh < SEL_HEADS; hh += nblk) {
             const int h = list * SEL_HEADS + hh;
             __syncthreads();
@@ -560,16 +580,22 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             mlp_code<SEL_THREADS / HID, 32>(xq, qw + (size_t)h * MAP_FLOATS, qc + ((size_t)b * hq + h) * WORDS);
             __threadfence();
             __syncthreads();
-            if (threadIdx.x == 0) atomicAdd(lbar + 2, 1u);
+            if (threadIdx.x == 0) atomicAdd(lbar + BAR_MLP, 1u);
         }
         if (threadIdx.x == 0) {
-            while (*(volatile unsigned int*)(lbar + 2) < SEL_HEADS) __nanosleep(32);
+            while ((int)(*(volatile unsigned int*)(lbar + BAR_MLP) - (e0 + 1) * SEL_HEADS) < 0) __nanosleep(32);
             __threadfence();
         }
     }
 #endif
-    __syncthreads();
     sc.query(qc, b, list, hq);
+    __syncthreads();
+    const unsigned int epoch = sE;
+    int* gh = ghist + (L * 2 + (epoch & 1)) * NBINS;
+    if (x == 0) {  // the copy the next launch adds to (the last launch's, complete)
+        int* nx = ghist + (L * 2 + ((epoch + 1) & 1)) * NBINS;
+        for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) nx[s] = 0;
+    }
     // 1. score once: histogram and scratch. Full passes load all their
     // keys' codes before scoring any (FU keys per thread in flight); the
     // tail pass checks bounds.
@@ -674,7 +700,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             }
         if (threadIdx.x == 0) cb[NBINS] = 0;  // keys scoring > SMAX
     }
-    list_sync(lbar, lbar + 1, nblk, 1);
+    list_sync(lbar, nblk, epoch);
     // 2. threshold: the list's histogram into shared memory (one round
     // trip), then warp 0 walks it from the top.
     int* lh = hist[1];  // row 1 of the per-warp histograms is free now
@@ -818,23 +844,5 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                 eRun += __shfl_sync(0xffffffffu, xe, 31);
             }
         }
-    }
-    // exit ticket: the list's last block resets its histogram and barrier
-    // (every block of the list read them before taking its ticket).
-    __syncthreads();
-    __shared__ bool sLast;
-    if (threadIdx.x == 0) {
-        __threadfence();
-        sLast = atomicAdd(lbar, 1u) == 2u * nblk - 1;
-    }
-    __syncthreads();
-    if (sLast) {
-        for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) gh[s] = 0;
-        if (threadIdx.x == 0) {
-            lbar[0] = 0;
-            lbar[1] = 0;
-            lbar[2] = 0;
-        }
-        __threadfence();
     }
 }
