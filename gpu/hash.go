@@ -99,7 +99,6 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
 		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
-		"SEL_AGG": strconv.Itoa(min(max(hashTuning.agg, 0), 1)),
 	}
 }
 
@@ -206,11 +205,9 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // it, where the device has programmatic dependent launch; "preload=0"
 // loads each MLP layer's weights when it starts instead of all three
 // layers' at once into registers; "smem=0" keeps the fused select's scores
-// in the L2 scratch buffer even where they fit in shared memory; "agg=1"
-// aggregates the select's histogram adds over the lanes of a warp with
-// equal scores).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, agg int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, agg int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0}
+// in the L2 scratch buffer even where they fit in shared memory).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem int }{1, 4, 1, 4, 1, 0, 1, 1, 1}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -234,10 +231,8 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.preload = n
 		case ok && err == nil && k == "smem":
 			t.smem = n
-		case ok && err == nil && k == "agg":
-			t.agg = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1 or agg=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1 or smem=0|1", kv))
 		}
 	}
 	return t
@@ -246,7 +241,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,agg=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.agg)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem)
 }
 
 // planFused sizes the fused select: every block of the grid must be

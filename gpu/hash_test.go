@@ -51,16 +51,16 @@ func cpuCode(m *methods.MLP, x []float32) []uint32 {
 // withHashTuning runs f under each select variant (fused: one launch,
 // with the query MLP before it, beside it through programmatic dependent
 // launch or not, its weights preloaded or not, scores in shared memory or
-// the scratch buffer, histogram adds warp-aggregated or not; or inside it;
-// three kernels), restoring the tuning after.
+// the scratch buffer; or inside it; three kernels), restoring the tuning
+// after.
 func withHashTuning(t *testing.T, f func(t *testing.T)) {
 	old := hashTuning
 	defer func() { hashTuning = old }()
-	for _, v := range []struct{ fused, mlp, pdl, preload, smem, agg int }{
-		{1, 0, 1, 1, 1, 0}, {1, 0, 1, 0, 0, 1}, {1, 0, 0, 1, 1, 1}, {1, 1, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 0},
+	for _, v := range []struct{ fused, mlp, pdl, preload, smem int }{
+		{1, 0, 1, 1, 1}, {1, 0, 1, 0, 0}, {1, 0, 0, 1, 1}, {1, 1, 0, 0, 0}, {0, 0, 0, 0, 0},
 	} {
-		hashTuning.fused, hashTuning.mlp, hashTuning.pdl, hashTuning.preload, hashTuning.smem, hashTuning.agg = v.fused, v.mlp, v.pdl, v.preload, v.smem, v.agg
-		t.Run(fmt.Sprintf("fused=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,agg=%d", v.fused, v.mlp, v.pdl, v.preload, v.smem, v.agg), f)
+		hashTuning.fused, hashTuning.mlp, hashTuning.pdl, hashTuning.preload, hashTuning.smem = v.fused, v.mlp, v.pdl, v.preload, v.smem
+		t.Run(fmt.Sprintf("fused=%d,mlp=%d,pdl=%d,preload=%d,smem=%d", v.fused, v.mlp, v.pdl, v.preload, v.smem), f)
 	}
 }
 

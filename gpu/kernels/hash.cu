@@ -495,23 +495,6 @@ typedef unsigned short score_t;
 #define SEL_MLP 0  // 1: select_fused can run the query MLP itself (mlp != 0)
 #endif
 
-#ifndef SEL_AGG
-#define SEL_AGG 0  // 1: warp-aggregated histogram adds (__match_any_sync)
-#endif
-
-// hist_add_warp counts score sv into the warp's histogram h; all 32 lanes
-// must call it together. With SEL_AGG the lanes of equal scores are
-// counted by one atomic of their leader (scores crowd into a few bins, and
-// shared atomics to one address serialise).
-__device__ __forceinline__ void hist_add_warp(int* h, int sv) {
-#if SEL_AGG
-    const unsigned int m = __match_any_sync(0xffffffffu, sv);
-    if ((int)(threadIdx.x & 31) == __ffs(m) - 1) atomicAdd(h + sv, __popc(m));
-#else
-    atomicAdd(h + sv, 1);
-#endif
-}
-
 // Barrier state of one list (a 128-byte line of 32-bit words): words 0-1
 // count arrivals over all launches (64-bit), word 2 is the epoch (launches
 // whose barrier has completed), word 4 counts query codes made (mlp).
@@ -650,7 +633,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                     int sv = 0;
 #pragma unroll
                     for (int g = 0; g < SEL_HEADS; g++) sv += 32 - __popc(sc.q[g][0] ^ w[e]);
-                    hist_add_warp(hist[warp], sv);
+                    atomicAdd(&hist[warp][sv], 1);
                     if (pack)
                         packed |= (unsigned int)sv << (8 * e);
                     else
@@ -668,7 +651,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
 #pragma unroll
         for (int u = 0; u < FU; u++) {
             const int sv = sc.score_of(k[u]);
-            hist_add_warp(hist[warp], sv);
+            atomicAdd(&hist[warp][sv], 1);
             my[j0 + u * SEL_THREADS + threadIdx.x - start] = (score_t)sv;
         }
     }
