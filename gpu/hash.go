@@ -253,14 +253,12 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	if hashTuning.fused == 0 {
 		return nil
 	}
-	// Scores stay in shared memory when a block's chunk fits in
-	// hashScoreSmem bytes; occupancy is counted with that much (the
-	// scratch-buffer path needs none, so its grid fits too).
-	occ, err := c.Occupancy(h.fused, hashSelThreads, hashScoreSmem)
+	occ, err := c.Occupancy(h.fused, hashSelThreads, 0)
 	if err != nil {
 		return err
 	}
-	capacity := c.d.Props.SMs * min(occ, hashTuning.bps)
+	bps := min(occ, hashTuning.bps)
+	capacity := c.d.Props.SMs * bps
 	per := min(capacity/lists, (m+hashSelThreads*8-1)/(hashSelThreads*8))
 	if per < 1 {
 		return nil
@@ -271,8 +269,18 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	if h.nbins > 256 {
 		scoreBytes = 2
 	}
+	// Scores stay in shared memory when a block's chunk fits in
+	// hashScoreSmem bytes and the blocks per SM planned above still fit
+	// beside it (a grid planned with the smem counted in had fewer, larger
+	// blocks where the histograms are large: LSH's 513 bins, 10% slower).
 	if n := int64(h.FusedChunk) * scoreBytes; n <= hashScoreSmem && hashTuning.smem == 1 {
-		h.ScoreSmem = int(n)
+		occS, err := c.Occupancy(h.fused, hashSelThreads, int(n))
+		if err != nil {
+			return err
+		}
+		if occS >= bps {
+			h.ScoreSmem = int(n)
+		}
 	}
 	for _, a := range []struct {
 		b *Buffer
