@@ -98,7 +98,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
-		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
+		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
 	}
 }
 
@@ -205,9 +205,12 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // it, where the device has programmatic dependent launch; "preload=0"
 // loads each MLP layer's weights when it starts instead of all three
 // layers' at once into registers; "smem=0" keeps the fused select's scores
-// in the L2 scratch buffer even where they fit in shared memory).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem int }{1, 4, 1, 4, 1, 0, 1, 1, 1}
+// in the L2 scratch buffer even where they fit in shared memory; "minb=N"
+// caps the fused select's registers for N blocks per SM, 4 by default:
+// LSH's select (4 code words per key, 513 bins) otherwise lost a block per
+// SM to register growth).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 4}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -231,8 +234,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.preload = n
 		case ok && err == nil && k == "smem":
 			t.smem = n
+		case ok && err == nil && k == "minb" && n >= 1 && n <= 8:
+			t.minb = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1 or smem=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1 or minb=1..8", kv))
 		}
 	}
 	return t
@@ -241,7 +246,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,minb=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.minb)
 }
 
 // planFused sizes the fused select: every block of the grid must be
