@@ -206,11 +206,10 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // loads each MLP layer's weights when it starts instead of all three
 // layers' at once into registers; "smem=0" keeps the fused select's scores
 // in the L2 scratch buffer even where they fit in shared memory; "minb=N"
-// caps the fused select's registers for N blocks per SM, 4 by default:
-// LSH's select (4 code words per key, 513 bins) otherwise lost a block per
-// SM to register growth).
+// caps the fused select's registers for N blocks per SM (0: no cap; 4
+// measured 2-5 us slower at 128K and 2-4 us faster at 1M, docs/gpu-notes.md).
 var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 4}
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -234,10 +233,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.preload = n
 		case ok && err == nil && k == "smem":
 			t.smem = n
-		case ok && err == nil && k == "minb" && n >= 1 && n <= 8:
+		case ok && err == nil && k == "minb" && n >= 0 && n <= 8:
 			t.minb = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1 or minb=1..8", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1 or minb=0..8", kv))
 		}
 	}
 	return t

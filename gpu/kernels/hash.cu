@@ -523,9 +523,13 @@ __device__ __forceinline__ void list_sync(unsigned int* lbar, unsigned int nb, u
 // block); with smemScores the scores stay in the block's dynamic shared
 // memory (chunk score_t's) instead.
 #ifndef SEL_MINB
-#define SEL_MINB 4  // blocks per SM the fused select's registers must allow
+#define SEL_MINB 0  // > 0: blocks per SM the fused select's registers must allow
 #endif
+#if SEL_MINB > 0
 extern "C" __global__ void __launch_bounds__(SEL_THREADS, SEL_MINB)
+#else
+extern "C" __global__ void __launch_bounds__(SEL_THREADS)
+#endif
 select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, int hq, int lo, int hi, int chunk,
              int heavy, int* __restrict__ ghist, int* __restrict__ cum, unsigned int* bar, score_t* __restrict__ scr,
              int sink, int local, int total, int* __restrict__ idx, const float* __restrict__ q,
