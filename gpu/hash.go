@@ -275,8 +275,7 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	}
 	// Scores stay in shared memory when a block's chunk fits in
 	// hashScoreSmem bytes and the blocks per SM planned above still fit
-	// beside it (a grid planned with the smem counted in had fewer, larger
-	// blocks where the histograms are large: LSH's 513 bins, 10% slower).
+	// beside it, so that the grid is the same either way.
 	if n := int64(h.FusedChunk) * scoreBytes; n <= hashScoreSmem && hashTuning.smem == 1 {
 		occS, err := c.Occupancy(h.fused, hashSelThreads, int(n))
 		if err != nil {
