@@ -60,6 +60,22 @@ __device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
 #endif
 #define MLP_THREADS (HID * MLP_PARTS)
 
+// sum_parts adds the PARTS partial sums a of output i = threadIdx.x % HID
+// through red, in part order; the result is meaningful in part 0.
+template <int PARTS>
+__device__ __forceinline__ float sum_parts(float a, float (*red)[HID]) {
+    const int i = threadIdx.x % HID, part = threadIdx.x / HID;
+    red[part][i] = a;
+    __syncthreads();
+    float t = 0.f;
+    if (part == 0) {
+#pragma unroll
+        for (int p = 0; p < PARTS; p++) t += red[p][i];
+    }
+    __syncthreads();
+    return t;
+}
+
 // layer: out[i] = sum_j W[j*COLS + i] * x[j] for i < COLS, with each of
 // PARTS thread groups of HID threads summing 1/PARTS of the ROWS inputs
 // (a thread's weight loads are issued CH at a time before their use, all
@@ -82,15 +98,7 @@ __device__ __forceinline__ float layer(const float* __restrict__ W, const float*
             for (int j = 0; j < CH; j++) a = fmaf(w[j], x[part * PER + c + j], a);
         }
     }
-    red[part][i] = a;
-    __syncthreads();
-    float t = 0.f;
-    if (part == 0) {
-#pragma unroll
-        for (int p = 0; p < PARTS; p++) t += red[p][i];
-    }
-    __syncthreads();
-    return t;  // meaningful in part 0
+    return sum_parts<PARTS>(a, red);
 }
 
 #ifndef MLP_PREFETCH
@@ -134,15 +142,7 @@ struct LayerW {
 #pragma unroll
             for (int j = 0; j < PER; j++) a = fmaf(w[j], x[part * PER + j], a);
         }
-        red[part][i] = a;
-        __syncthreads();
-        float t = 0.f;
-        if (part == 0) {
-#pragma unroll
-            for (int p = 0; p < PARTS; p++) t += red[p][i];
-        }
-        __syncthreads();
-        return t;  // meaningful in part 0
+        return sum_parts<PARTS>(a, red);  // meaningful in part 0
     }
 };
 
