@@ -609,30 +609,41 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     constexpr int FU = (16 / (KHEADS * WORDS)) < 1 ? 1 : (16 / (KHEADS * WORDS)) > 8 ? 8 : (16 / (KHEADS * WORDS));
     int j0 = start;
 #if KHEADS == 1 && WORDS == 1
-    // One code word per key: 16-byte loads of 4 keys each (VF per thread
-    // in flight), on the 4-aligned middle of the chunk; the head and tail
-    // go through the loops below.
-    constexpr int VF = 4;
+    // One code word per key: 16-byte loads of 4 keys each on the 4-aligned
+    // middle [a0, a1) of the chunk, in rounds of VF loads per thread
+    // (predicated, so a chunk of up to SEL_THREADS*VF*4 keys takes one
+    // round trip), the next round's loads issued before the current
+    // round is scored; the head and tail (< 4 keys each) one per thread.
     {
+        constexpr int VF = 4;
+        constexpr int STEP = SEL_THREADS * VF * 4;
         // keys whose code word is 16-byte aligned: (misalignment m of the
         // head's base + j) % 4 == 0 (N need not be a multiple of 4)
         const int m = (int)(((size_t)sc.kc[0] >> 2) & 3);
         const int a0 = min(start + ((4 - ((m + start) & 3)) & 3), end);
+        const int a1 = a0 + ((end - a0) & ~3);
+        const uint4* kv = (const uint4*)(sc.kc[0] + a0);  // 16-byte aligned
+        // byte scores of 4 keys go out in one 4-byte store where aligned
+        const bool pack = sizeof(score_t) == 1 && ((a0 - start) & 3) == 0;
+        uint4 k[VF];
+#pragma unroll
+        for (int u = 0; u < VF; u++)
+            if (a0 + (u * SEL_THREADS + (int)threadIdx.x) * 4 < a1) k[u] = __ldg(kv + u * SEL_THREADS + threadIdx.x);
         for (int j = start + threadIdx.x; j < a0; j += SEL_THREADS) {
             const int sv = sc.score(j);
             atomicAdd(&hist[warp][sv], 1);
             my[j - start] = (score_t)sv;
         }
-        j0 = a0;
-        // byte scores of 4 keys go out in one 4-byte store where aligned
-        const bool pack = sizeof(score_t) == 1 && ((a0 - start) & 3) == 0;
-        for (; j0 + SEL_THREADS * VF * 4 <= end; j0 += SEL_THREADS * VF * 4) {
-            uint4 k[VF];
+        for (int r0 = a0; r0 < a1; r0 += STEP) {
+            uint4 kn[VF];
 #pragma unroll
-            for (int u = 0; u < VF; u++) k[u] = __ldg((const uint4*)(sc.kc[0] + j0) + u * SEL_THREADS + threadIdx.x);
+            for (int u = 0; u < VF; u++)
+                if (r0 + STEP + (u * SEL_THREADS + (int)threadIdx.x) * 4 < a1)
+                    kn[u] = __ldg(kv + (r0 + STEP - a0) / 4 + u * SEL_THREADS + threadIdx.x);
 #pragma unroll
             for (int u = 0; u < VF; u++) {
-                const int jb = j0 + (u * SEL_THREADS + threadIdx.x) * 4 - start;
+                const int jb = r0 + (u * SEL_THREADS + threadIdx.x) * 4 - start;
+                if (jb + start >= a1) break;
                 const unsigned int w[4] = {k[u].x, k[u].y, k[u].z, k[u].w};
                 unsigned int packed = 0;
 #pragma unroll
@@ -648,7 +659,10 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                 }
                 if (pack) *(unsigned int*)(my + jb) = packed;
             }
+#pragma unroll
+            for (int u = 0; u < VF; u++) k[u] = kn[u];
         }
+        j0 = a1;
     }
 #endif
     for (; j0 + SEL_THREADS * FU <= end; j0 += SEL_THREADS * FU) {
@@ -784,16 +798,41 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             uint4 v;
             score_t s[VEC];
         };
-        int cg = 0, ce = 0;
-        for (int i0 = ws + lane * VEC; i0 < we; i0 += PER) {
+        // Masks of a lane's VEC scores (bit q: score q, valid ones only)
+        // above and at T, by SIMD compares of 4 bytes or 2 halves a word.
+        auto masks = [&](int i0, unsigned int& mg, unsigned int& me) {
+            mg = me = 0;
+            if (i0 >= we) return;
             Vec u;
             u.v = *(const uint4*)(my + i0);
+            const unsigned int w[4] = {u.v.x, u.v.y, u.v.z, u.v.w};
 #pragma unroll
-            for (int q = 0; q < VEC; q++) {
-                const bool ok = i0 + q < we;
-                cg += ok && (int)u.s[q] > T;
-                ce += ok && (int)u.s[q] == T;
+            for (int c = 0; c < 4; c++) {
+                if (sizeof(score_t) == 1) {
+                    const unsigned int t4 = (unsigned int)T * 0x01010101u;
+                    // bits 7, 15, 23, 31 of each compare -> 4 mask bits
+                    mg |= (((__vcmpgtu4(w[c], t4) >> 7) & 0x01010101u) * 0x10204080u) >> 28 << (4 * c);
+                    me |= (((__vcmpeq4(w[c], t4) >> 7) & 0x01010101u) * 0x10204080u) >> 28 << (4 * c);
+                } else {
+                    const unsigned int t2 = (unsigned int)T * 0x00010001u;
+                    const unsigned int a = __vcmpgtu2(w[c], t2), e = __vcmpeq2(w[c], t2);
+                    mg |= (((a >> 15) & 1u) | ((a >> 30) & 2u)) << (2 * c);
+                    me |= (((e >> 15) & 1u) | ((e >> 30) & 2u)) << (2 * c);
+                }
             }
+            const int valid = we - i0;
+            if (valid < VEC) {
+                mg &= (1u << valid) - 1;
+                me &= (1u << valid) - 1;
+            }
+        };
+        int cg = 0, ce = 0;
+#pragma unroll 4
+        for (int i0 = ws + lane * VEC; i0 < we; i0 += PER) {
+            unsigned int mg, me;
+            masks(i0, mg, me);
+            cg += __popc(mg);
+            ce += __popc(me);
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
@@ -812,17 +851,12 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             eRun += sred[1][w];
         }
         if (cg > 0 || (ce > 0 && eRun < r)) {
+#pragma unroll 2
             for (int i00 = ws; i00 < we; i00 += PER) {
                 const int i0 = i00 + lane * VEC;
-                Vec u;
-                if (i0 < we) u.v = *(const uint4*)(my + i0);
-                int lg = 0, le = 0;
-#pragma unroll
-                for (int q = 0; q < VEC; q++) {
-                    const bool ok = i0 + q < we;
-                    lg += ok && (int)u.s[q] > T;
-                    le += ok && (int)u.s[q] == T;
-                }
+                unsigned int mg, me;
+                masks(i0, mg, me);
+                const int lg = __popc(mg), le = __popc(me);
                 int xg = lg, xe = le;  // inclusive scans over the lanes
 #pragma unroll
                 for (int o = 1; o < 32; o <<= 1) {
@@ -832,20 +866,25 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                         xe += c;
                     }
                 }
-                int g = gRun + xg - lg, e = eRun + xe - le;
-                if (lg > 0 || (le > 0 && e < r)) {
-#pragma unroll
-                    for (int q = 0; q < VEC; q++) {
-                        if (i0 + q >= we) break;
-                        const int sv = u.s[q];
-                        if (sv > T) {
-                            out[sink + g + min(e, r)] = start + i0 + q;
-                            g++;
-                        } else if (sv == T) {
-                            if (e < r) out[sink + g + e] = start + i0 + q;
-                            e++;
-                        }
+                // keys above and at T before this lane's; the lane takes
+                // its keys above T and its first ke keys at T, and key q
+                // of them goes to slot sink + g + min(e, r) + (taken keys
+                // of the lane before q)
+                const int g = gRun + xg - lg, e = eRun + xe - le;
+                const int ke = min(max(r - e, 0), le);
+                unsigned int te = me;
+                if (ke < le) {  // the first ke of them (one lane of the list at most)
+                    te = 0;
+                    for (int c = 0; c < ke; c++) {
+                        te |= me & (0u - me);
+                        me &= me - 1;
                     }
+                }
+                unsigned int take = mg | te;
+                int slot = sink + g + min(e, r);
+                while (take) {
+                    out[slot++] = start + i0 + __ffs(take) - 1;
+                    take &= take - 1;
                 }
                 gRun += __shfl_sync(0xffffffffu, xg, 31);
                 eRun += __shfl_sync(0xffffffffu, xe, 31);
