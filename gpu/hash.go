@@ -98,7 +98,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
-		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
+		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "SEL_VF": strconv.Itoa(hashTuning.vf), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
 	}
 }
 
@@ -207,9 +207,11 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // layers' at once into registers; "smem=0" keeps the fused select's scores
 // in the L2 scratch buffer even where they fit in shared memory; "minb=N"
 // caps the fused select's registers for N blocks per SM (0: no cap; 4
-// measured 2-5 us slower at 128K and 2-4 us faster at 1M, docs/gpu-notes.md).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0}
+// measured 2-5 us slower at 128K and 2-4 us faster at 1M, docs/gpu-notes.md);
+// "vf=N" sets the 16-byte code loads per thread per round of the fused
+// select's one-word scoring (4; 8 measured faster at 128K, slower at 1M).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0, 4}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -235,8 +237,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.smem = n
 		case ok && err == nil && k == "minb" && n >= 0 && n <= 8:
 			t.minb = n
+		case ok && err == nil && k == "vf" && (n == 2 || n == 4 || n == 8):
+			t.vf = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1 or minb=0..8", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1, minb=0..8 or vf=2|4|8", kv))
 		}
 	}
 	return t
@@ -245,14 +249,17 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,minb=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.minb)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,minb=%d,vf=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.minb, t.vf)
 }
 
 // planFused sizes the fused select: every block of the grid must be
 // resident at once (cooperative launch), so the blocks per list are the
 // occupancy limit shared among all lists, at most one block per
-// hashSelThreads*8 keys. Without room for a block per list it keeps the
-// three-kernel select.
+// hashSelThreads*16 keys with one-word codes (one round of the kernel's
+// 16-byte loads: fewer, fuller blocks meet sooner at the list barrier;
+// measured in docs/gpu-notes.md) and per hashSelThreads*8 keys
+// otherwise. Without room for a block per list it keeps the three-kernel
+// select.
 func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	if hashTuning.fused == 0 {
 		return nil
@@ -263,7 +270,11 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	}
 	bps := min(occ, hashTuning.bps)
 	capacity := c.d.Props.SMs * bps
-	per := min(capacity/lists, (m+hashSelThreads*8-1)/(hashSelThreads*8))
+	minKeys := hashSelThreads * 8
+	if h.codeWords() == 1 {
+		minKeys = hashSelThreads * 16
+	}
+	per := min(capacity/lists, (m+minKeys-1)/minKeys)
 	if per < 1 {
 		return nil
 	}
@@ -306,6 +317,20 @@ func (h *HashStep) planFused(c *Ctx, lists, m int) error {
 	h.Fused = true
 	return c.Sync()
 }
+
+// codeHeadsPerList is the number of key-code heads a list scores (the
+// kernel's KHEADS): one where a code head serves all of the list's query
+// heads, else one per query head of the list.
+func (h *HashStep) codeHeadsPerList() int {
+	selHeads := h.Shape.Heads / h.Shape.Lists(h.Sel)
+	if h.Shape.Heads/h.CodeHeads < selHeads {
+		return selHeads
+	}
+	return 1
+}
+
+// codeWords is the number of 32-bit code words the select reads per key.
+func (h *HashStep) codeWords() int { return h.codeHeadsPerList() * h.Bits / 32 }
 
 // KeyCodeBytes is the size of the key codes [Batch][CodeHeads][Context][Bits/32].
 func (h *HashStep) KeyCodeBytes() int64 {
@@ -357,12 +382,7 @@ func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) erro
 	// MLP kernel before, overlapped through programmatic dependent launch,
 	// or with mlp here): at most half the L2 over the whole grid.
 	lists := sh.Lists(h.Sel)
-	selHeads := sh.Heads / lists
-	kheads := 1
-	if sh.Heads/h.CodeHeads < selHeads {
-		kheads = selHeads
-	}
-	pf := int(c.d.Props.L2Bytes / 2 / int64(h.FusedBlocks*lists*sh.Batch*kheads))
+	pf := int(c.d.Props.L2Bytes / 2 / int64(h.FusedBlocks*lists*sh.Batch*h.codeHeadsPerList()))
 	switch {
 	case mlp == 1:
 	case h.pdl(c):

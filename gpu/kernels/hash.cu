@@ -489,6 +489,9 @@ typedef unsigned char score_t;
 typedef unsigned short score_t;
 #endif
 
+#ifndef SEL_VF
+#define SEL_VF 4  // 16-byte code loads per thread per round of the one-word scoring
+#endif
 #define BAR_STRIDE 32  // one 128-byte line of barrier state per list
 
 #ifndef SEL_MLP
@@ -615,7 +618,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     // round trip), the next round's loads issued before the current
     // round is scored; the head and tail (< 4 keys each) one per thread.
     {
-        constexpr int VF = 4;
+        constexpr int VF = SEL_VF;
         constexpr int STEP = SEL_THREADS * VF * 4;
         // keys whose code word is 16-byte aligned: (misalignment m of the
         // head's base + j) % 4 == 0 (N need not be a multiple of 4)
@@ -800,11 +803,12 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         };
         // Masks of a lane's VEC scores (bit q: score q, valid ones only)
         // above and at T, by SIMD compares of 4 bytes or 2 halves a word.
-        auto masks = [&](int i0, unsigned int& mg, unsigned int& me) {
+        // Both passes load CU groups of a lane's scores before using any
+        // (scratch scores are L2 round trips).
+        constexpr int CU = 4;
+        auto masks = [&](const Vec& u, int i0, unsigned int& mg, unsigned int& me) {
             mg = me = 0;
             if (i0 >= we) return;
-            Vec u;
-            u.v = *(const uint4*)(my + i0);
             const unsigned int w[4] = {u.v.x, u.v.y, u.v.z, u.v.w};
 #pragma unroll
             for (int c = 0; c < 4; c++) {
@@ -826,13 +830,24 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                 me &= (1u << valid) - 1;
             }
         };
+        auto load = [&](int i00, Vec (&u)[CU]) {
+#pragma unroll
+            for (int c = 0; c < CU; c++) {
+                const int i0 = i00 + c * PER + lane * VEC;
+                if (i0 < we) u[c].v = *(const uint4*)(my + i0);
+            }
+        };
         int cg = 0, ce = 0;
-#pragma unroll 4
-        for (int i0 = ws + lane * VEC; i0 < we; i0 += PER) {
-            unsigned int mg, me;
-            masks(i0, mg, me);
-            cg += __popc(mg);
-            ce += __popc(me);
+        for (int i00 = ws; i00 < we; i00 += CU * PER) {
+            Vec u[CU];
+            load(i00, u);
+#pragma unroll
+            for (int c = 0; c < CU; c++) {
+                unsigned int mg, me;
+                masks(u[c], i00 + c * PER + lane * VEC, mg, me);
+                cg += __popc(mg);
+                ce += __popc(me);
+            }
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
@@ -851,43 +866,47 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             eRun += sred[1][w];
         }
         if (cg > 0 || (ce > 0 && eRun < r)) {
-#pragma unroll 2
-            for (int i00 = ws; i00 < we; i00 += PER) {
-                const int i0 = i00 + lane * VEC;
-                unsigned int mg, me;
-                masks(i0, mg, me);
-                const int lg = __popc(mg), le = __popc(me);
-                int xg = lg, xe = le;  // inclusive scans over the lanes
+            for (int i01 = ws; i01 < we; i01 += CU * PER) {
+                Vec u[CU];
+                load(i01, u);
 #pragma unroll
-                for (int o = 1; o < 32; o <<= 1) {
-                    const int a = __shfl_up_sync(0xffffffffu, xg, o), c = __shfl_up_sync(0xffffffffu, xe, o);
-                    if (lane >= o) {
-                        xg += a;
-                        xe += c;
+                for (int cu = 0; cu < CU; cu++) {
+                    const int i0 = i01 + cu * PER + lane * VEC;
+                    unsigned int mg, me;
+                    masks(u[cu], i0, mg, me);
+                    const int lg = __popc(mg), le = __popc(me);
+                    int xg = lg, xe = le;  // inclusive scans over the lanes
+#pragma unroll
+                    for (int o = 1; o < 32; o <<= 1) {
+                        const int a = __shfl_up_sync(0xffffffffu, xg, o), c = __shfl_up_sync(0xffffffffu, xe, o);
+                        if (lane >= o) {
+                            xg += a;
+                            xe += c;
+                        }
                     }
-                }
-                // keys above and at T before this lane's; the lane takes
-                // its keys above T and its first ke keys at T, and key q
-                // of them goes to slot sink + g + min(e, r) + (taken keys
-                // of the lane before q)
-                const int g = gRun + xg - lg, e = eRun + xe - le;
-                const int ke = min(max(r - e, 0), le);
-                unsigned int te = me;
-                if (ke < le) {  // the first ke of them (one lane of the list at most)
-                    te = 0;
-                    for (int c = 0; c < ke; c++) {
-                        te |= me & (0u - me);
-                        me &= me - 1;
+                    // keys above and at T before this lane's; the lane takes
+                    // its keys above T and its first ke keys at T, and key q
+                    // of them goes to slot sink + g + min(e, r) + (taken keys
+                    // of the lane before q)
+                    const int g = gRun + xg - lg, e = eRun + xe - le;
+                    const int ke = min(max(r - e, 0), le);
+                    unsigned int te = me;
+                    if (ke < le) {  // the first ke of them (one lane of the list at most)
+                        te = 0;
+                        for (int c = 0; c < ke; c++) {
+                            te |= me & (0u - me);
+                            me &= me - 1;
+                        }
                     }
+                    unsigned int take = mg | te;
+                    int slot = sink + g + min(e, r);
+                    while (take) {
+                        out[slot++] = start + i0 + __ffs(take) - 1;
+                        take &= take - 1;
+                    }
+                    gRun += __shfl_sync(0xffffffffu, xg, 31);
+                    eRun += __shfl_sync(0xffffffffu, xe, 31);
                 }
-                unsigned int take = mg | te;
-                int slot = sink + g + min(e, r);
-                while (take) {
-                    out[slot++] = start + i0 + __ffs(take) - 1;
-                    take &= take - 1;
-                }
-                gRun += __shfl_sync(0xffffffffu, xg, 31);
-                eRun += __shfl_sync(0xffffffffu, xe, 31);
             }
         }
     }
