@@ -52,3 +52,25 @@ __device__ __forceinline__ void pdl_launch_dependents() {
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
+
+// warp_scan turns v into its inclusive scan over the lanes of a full warp
+// (lane = this thread's lane).
+__device__ __forceinline__ void warp_scan(int& v, int lane) {
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int n = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += n;
+    }
+}
+
+// warp_scan2 does warp_scan on a and b together.
+__device__ __forceinline__ void warp_scan2(int& a, int& b, int lane) {
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int x = __shfl_up_sync(0xffffffffu, a, o), y = __shfl_up_sync(0xffffffffu, b, o);
+        if (lane >= o) {
+            a += x;
+            b += y;
+        }
+    }
+}

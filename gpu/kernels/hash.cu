@@ -707,11 +707,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         for (int i = 0; i < PB; i++)
             if (hiBin - i >= 0) own += hist[0][hiBin - i];
         int inc = own;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const int n = __shfl_up_sync(0xffffffffu, inc, o);
-            if (lane >= o) inc += n;
-        }
+        warp_scan(inc, lane);
         if (lane == 31) sred[0][warp] = inc;
         __syncthreads();
         int run = inc - own;
@@ -737,11 +733,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                 const int s = top - lane;
                 const int v = s >= 0 ? lh[s] : 0;
                 int inc = v;  // inclusive scan from the top
-#pragma unroll
-                for (int o = 1; o < 32; o <<= 1) {
-                    const int n = __shfl_up_sync(0xffffffffu, inc, o);
-                    if (lane >= o) inc += n;
-                }
+                warp_scan(inc, lane);
                 const int before = above + inc - v;
                 const unsigned int hit = __ballot_sync(0xffffffffu, s >= 0 && before < heavy && heavy <= before + v);
                 if (hit) {
@@ -876,14 +868,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                     masks(u[cu], i0, mg, me);
                     const int lg = __popc(mg), le = __popc(me);
                     int xg = lg, xe = le;  // inclusive scans over the lanes
-#pragma unroll
-                    for (int o = 1; o < 32; o <<= 1) {
-                        const int a = __shfl_up_sync(0xffffffffu, xg, o), c = __shfl_up_sync(0xffffffffu, xe, o);
-                        if (lane >= o) {
-                            xg += a;
-                            xe += c;
-                        }
-                    }
+                    warp_scan2(xg, xe, lane);
                     // keys above and at T before this lane's; the lane takes
                     // its keys above T and its first ke keys at T, and key q
                     // of them goes to slot sink + g + min(e, r) + (taken keys

@@ -394,14 +394,7 @@ topk_compact(const float* __restrict__ S, int div, int sstride, int N, int lo, i
         }
         // Inclusive warp scans of the weights.
         int sg = wg, se = we;
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const int a = __shfl_up_sync(0xffffffffu, sg, off), b = __shfl_up_sync(0xffffffffu, se, off);
-            if (lane >= off) {
-                sg += a;
-                se += b;
-            }
-        }
+        warp_scan2(sg, se, lane);
         if (lane == 31) {
             wgt[warp] = sg;
             weq[warp] = se;
