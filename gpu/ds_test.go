@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -164,23 +165,13 @@ func checkDSStep(t *testing.T, d *Device, name string, s Shape, sel Selection, r
 		if err := ds.SetChannels(c, ch); err != nil {
 			return err
 		}
-		var in DecodeInputs
-		if in.Q, err = Upload(c, q); err != nil {
+		in, free, err := uploadInputs(c, q, kv, vv)
+		defer free()
+		if err != nil {
 			return err
 		}
-		defer c.Free(in.Q)
-		if in.K, err = Upload(c, kv.raw); err != nil {
+		if err := poisonAll(c, ds.Idx, ds.Dec.Out, ds.LB, ds.S); err != nil {
 			return err
-		}
-		defer c.Free(in.K)
-		if in.V, err = Upload(c, vv.raw); err != nil {
-			return err
-		}
-		defer c.Free(in.V)
-		for _, p := range []Buffer{ds.Idx, ds.Dec.Out, ds.LB, ds.S} {
-			if err := c.Poison(p); err != nil {
-				return err
-			}
 		}
 		if err := ds.EnqueueLabels(c, 0, in.K); err != nil {
 			return err
@@ -193,12 +184,7 @@ func checkDSStep(t *testing.T, d *Device, name string, s Shape, sel Selection, r
 		if err := c.Sync(); err != nil {
 			return err
 		}
-		for _, dl := range []error{Download(c, lb, ds.LB), Download(c, S, ds.S), Download(c, idx, ds.Idx), Download(c, out, ds.Dec.Out)} {
-			if dl != nil {
-				return dl
-			}
-		}
-		return nil
+		return errors.Join(Download(c, lb, ds.LB), Download(c, S, ds.S), Download(c, idx, ds.Idx), Download(c, out, ds.Dec.Out))
 	})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)

@@ -142,6 +142,38 @@ type kvData struct {
 	mats []*tensor.Mat // [B*HKV] of [N][D], the rounded values
 }
 
+// uploadInputs uploads q and the raw K (kv) and V (vv) as a decode's
+// inputs; free releases whatever was uploaded, also after an error, so the
+// caller defers it at once.
+func uploadInputs(c *Ctx, q []float32, kv, vv kvData) (DecodeInputs, func(), error) {
+	var in DecodeInputs
+	free := func() {
+		for _, b := range []Buffer{in.Q, in.K, in.V} {
+			c.Free(b)
+		}
+	}
+	var err error
+	if in.Q, err = Upload(c, q); err != nil {
+		return in, free, err
+	}
+	if in.K, err = Upload(c, kv.raw); err != nil {
+		return in, free, err
+	}
+	in.V, err = Upload(c, vv.raw)
+	return in, free, err
+}
+
+// poisonAll poisons every buffer (Ctx.Poison), so that whatever a kernel
+// fails to write shows.
+func poisonAll(c *Ctx, bufs ...Buffer) error {
+	for _, b := range bufs {
+		if err := c.Poison(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func randKV(rng *rand.Rand, s Shape) kvData {
 	n := s.Batch * s.KVHeads
 	kd := kvData{raw: make([]uint16, n*s.Context*s.HeadDim)}
@@ -211,28 +243,17 @@ func runDecode(t *testing.T, d *Device, s Shape, sel Selection, k int, q []float
 			return err
 		}
 		defer dec.Free(c)
-		var in DecodeInputs
-		bufs := []*Buffer{&in.Q, &in.K, &in.V}
-		if in.Q, err = Upload(c, q); err != nil {
-			return err
-		}
-		if in.K, err = Upload(c, kv.raw); err != nil {
-			return err
-		}
-		if in.V, err = Upload(c, vv.raw); err != nil {
+		in, free, err := uploadInputs(c, q, kv, vv)
+		defer free()
+		if err != nil {
 			return err
 		}
 		if sel != Dense {
 			if in.Idx, err = Upload(c, idx); err != nil {
 				return err
 			}
-			bufs = append(bufs, &in.Idx)
+			defer c.Free(in.Idx)
 		}
-		defer func() {
-			for _, b := range bufs {
-				c.Free(*b)
-			}
-		}()
 		// Two calls, each on a poisoned output: the second checks that
 		// per-call state (the fused merge's counters) is reset.
 		for range 2 {

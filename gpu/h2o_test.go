@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -260,12 +261,7 @@ func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Ma
 		download := func(total int) error {
 			pos, idx = make([]int32, lists*h.Cap), make([]int32, lists*total)
 			acc, out = make([]float64, lists*h.Cap), make([]float32, len(qstep))
-			for _, dl := range []error{Download(c, pos, h.Pos), Download(c, idx, h.Idx), Download(c, acc, h.Acc), Download(c, out, h.Dec.Out)} {
-				if dl != nil {
-					return dl
-				}
-			}
-			return nil
+			return errors.Join(Download(c, pos, h.Pos), Download(c, idx, h.Idx), Download(c, acc, h.Acc), Download(c, out, h.Dec.Out))
 		}
 		for t := tc.t0; t <= last; t++ {
 			b := tc.spec.Resolve(t + 1)

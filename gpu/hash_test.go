@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -125,15 +126,16 @@ func testHashStepMatchesReference(t *testing.T) {
 				return err
 			}
 			defer h.Free(c)
-			var in DecodeInputs
+			in, free, err := uploadInputs(c, q, kv, vv)
+			defer free()
+			if err != nil {
+				return err
+			}
 			var kwb, qwb, kcb Buffer
 			for _, u := range []struct {
 				dst *Buffer
 				up  func() (Buffer, error)
 			}{
-				{&in.Q, func() (Buffer, error) { return Upload(c, q) }},
-				{&in.K, func() (Buffer, error) { return Upload(c, kv.raw) }},
-				{&in.V, func() (Buffer, error) { return Upload(c, vv.raw) }},
 				{&kwb, func() (Buffer, error) { return Upload(c, kw) }},
 				{&qwb, func() (Buffer, error) { return Upload(c, qw) }},
 				{&kcb, func() (Buffer, error) { return c.Alloc(h.KeyCodeBytes()) }},
@@ -143,10 +145,8 @@ func testHashStepMatchesReference(t *testing.T) {
 				}
 				defer c.Free(*u.dst)
 			}
-			for _, p := range []Buffer{h.Idx, h.Dec.Out, h.QC, kcb} {
-				if err := c.Poison(p); err != nil {
-					return err
-				}
+			if err := poisonAll(c, h.Idx, h.Dec.Out, h.QC, kcb); err != nil {
+				return err
 			}
 			if err := h.EnqueueKeyCodes(c, 0, in.K, kwb, kcb); err != nil {
 				return err
@@ -182,12 +182,7 @@ func testHashStepMatchesReference(t *testing.T) {
 			if err := c.Sync(); err != nil {
 				return err
 			}
-			for _, dl := range []error{Download(c, kc, kcb), Download(c, qc, h.QC), Download(c, idx, h.Idx), Download(c, out, h.Dec.Out)} {
-				if dl != nil {
-					return dl
-				}
-			}
-			return nil
+			return errors.Join(Download(c, kc, kcb), Download(c, qc, h.QC), Download(c, idx, h.Idx), Download(c, out, h.Dec.Out))
 		})
 		if err != nil {
 			t.Fatalf("%+v: %v", s, err)

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -216,23 +217,13 @@ func checkLSHStep(t *testing.T, d *Device, name string, s Shape, sel Selection, 
 		if err := l.SetPlanes(c, planes); err != nil {
 			return err
 		}
-		var in DecodeInputs
-		if in.Q, err = Upload(c, q); err != nil {
+		in, free, err := uploadInputs(c, q, kv, vv)
+		defer free()
+		if err != nil {
 			return err
 		}
-		defer c.Free(in.Q)
-		if in.K, err = Upload(c, kv.raw); err != nil {
+		if err := poisonAll(c, l.Hash.Idx, l.Hash.Dec.Out, l.Hash.QC, l.KC, l.M2); err != nil {
 			return err
-		}
-		defer c.Free(in.K)
-		if in.V, err = Upload(c, vv.raw); err != nil {
-			return err
-		}
-		defer c.Free(in.V)
-		for _, p := range []Buffer{l.Hash.Idx, l.Hash.Dec.Out, l.Hash.QC, l.KC, l.M2} {
-			if err := c.Poison(p); err != nil {
-				return err
-			}
 		}
 		if err := l.EnqueueKeyCodes(c, 0, in.K); err != nil {
 			return err
@@ -245,12 +236,7 @@ func checkLSHStep(t *testing.T, d *Device, name string, s Shape, sel Selection, 
 		if err := c.Sync(); err != nil {
 			return err
 		}
-		for _, dl := range []error{Download(c, kc, l.KC), Download(c, qc, l.Hash.QC), Download(c, idx, l.Hash.Idx), Download(c, out, l.Hash.Dec.Out)} {
-			if dl != nil {
-				return dl
-			}
-		}
-		return nil
+		return errors.Join(Download(c, kc, l.KC), Download(c, qc, l.Hash.QC), Download(c, idx, l.Hash.Idx), Download(c, out, l.Hash.Dec.Out))
 	})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -255,23 +256,13 @@ func checkOracleStep(t *testing.T, d *Device, name string, s Shape, sel Selectio
 		}
 		defer o.Free(c)
 		plan = fmt.Sprintf("score %d×%d, top-k %d×%d", o.SBlocks, o.SChunk, o.Blocks, o.Chunk)
-		var in DecodeInputs
-		if in.Q, err = Upload(c, q); err != nil {
+		in, free, err := uploadInputs(c, q, kv, vv)
+		defer free()
+		if err != nil {
 			return err
 		}
-		defer c.Free(in.Q)
-		if in.K, err = Upload(c, kv.raw); err != nil {
+		if err := poisonAll(c, o.Idx, o.Dec.Out, o.L, o.S); err != nil {
 			return err
-		}
-		defer c.Free(in.K)
-		if in.V, err = Upload(c, vv.raw); err != nil {
-			return err
-		}
-		defer c.Free(in.V)
-		for _, p := range []Buffer{o.Idx, o.Dec.Out, o.L, o.S} {
-			if err := c.Poison(p); err != nil {
-				return err
-			}
 		}
 		// Twice: the passes must leave their state clean for the next call.
 		for i := 0; i < 2; i++ {
@@ -282,12 +273,7 @@ func checkOracleStep(t *testing.T, d *Device, name string, s Shape, sel Selectio
 		if err := c.Sync(); err != nil {
 			return err
 		}
-		for _, dl := range []error{Download(c, L, o.L), Download(c, S, o.S), Download(c, idx, o.Idx), Download(c, out, o.Dec.Out)} {
-			if dl != nil {
-				return dl
-			}
-		}
-		return nil
+		return errors.Join(Download(c, L, o.L), Download(c, S, o.S), Download(c, idx, o.Idx), Download(c, out, o.Dec.Out))
 	})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
@@ -469,19 +455,11 @@ func checkStreamStep(t *testing.T, d *Device, s Shape, sel Selection, b budget.B
 			return err
 		}
 		defer st.Free(c)
-		var in DecodeInputs
-		if in.Q, err = Upload(c, q); err != nil {
+		in, free, err := uploadInputs(c, q, kv, vv)
+		defer free()
+		if err != nil {
 			return err
 		}
-		defer c.Free(in.Q)
-		if in.K, err = Upload(c, kv.raw); err != nil {
-			return err
-		}
-		defer c.Free(in.K)
-		if in.V, err = Upload(c, vv.raw); err != nil {
-			return err
-		}
-		defer c.Free(in.V)
 		if err := c.Poison(st.Idx); err != nil {
 			return err
 		}

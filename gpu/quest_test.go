@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -112,23 +113,13 @@ func checkQuestStep(t *testing.T, d *Device, name string, s Shape, sel Selection
 			return err
 		}
 		defer qs.Free(c)
-		var in DecodeInputs
-		if in.Q, err = Upload(c, q); err != nil {
+		in, free, err := uploadInputs(c, q, kv, vv)
+		defer free()
+		if err != nil {
 			return err
 		}
-		defer c.Free(in.Q)
-		if in.K, err = Upload(c, kv.raw); err != nil {
+		if err := poisonAll(c, qs.Idx, qs.Dec.Out, qs.PL, qs.PU); err != nil {
 			return err
-		}
-		defer c.Free(in.K)
-		if in.V, err = Upload(c, vv.raw); err != nil {
-			return err
-		}
-		defer c.Free(in.V)
-		for _, p := range []Buffer{qs.Idx, qs.Dec.Out, qs.PL, qs.PU} {
-			if err := c.Poison(p); err != nil {
-				return err
-			}
 		}
 		if err := qs.EnqueuePages(c, 0, in.K); err != nil {
 			return err
@@ -141,12 +132,7 @@ func checkQuestStep(t *testing.T, d *Device, name string, s Shape, sel Selection
 		if err := c.Sync(); err != nil {
 			return err
 		}
-		for _, dl := range []error{Download(c, pl, qs.PL), Download(c, pu, qs.PU), Download(c, idx, qs.Idx), Download(c, out, qs.Dec.Out)} {
-			if dl != nil {
-				return dl
-			}
-		}
-		return nil
+		return errors.Join(Download(c, pl, qs.PL), Download(c, pu, qs.PU), Download(c, idx, qs.Idx), Download(c, out, qs.Dec.Out))
 	})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
