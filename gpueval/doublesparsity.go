@@ -92,13 +92,11 @@ func newDSAdapter(ev *Evaluator, params any, cpu methods.Method) (methods.Method
 		return err
 	}
 	m.step = func(c *gpu.Ctx, s *groupState, sh gpu.Shape, sel gpu.Selection, b budget.Budget, q gpu.Buffer) (gpu.Buffer, func(), error) {
-		s.mu.Lock()
-		x := s.extras[m]
-		s.mu.Unlock()
-		if x == nil || x.err != nil || x.val == nil {
-			return gpu.Buffer{}, nil, fmt.Errorf("label cache not prepared")
+		v, err := s.built(m, "label cache")
+		if err != nil {
+			return gpu.Buffer{}, nil, err
 		}
-		p := x.val.(*dsPrep)
+		p := v.(*dsPrep)
 		st, err := gpu.NewDSStep(c, sh, sel, r, bits, b)
 		if err != nil {
 			return gpu.Buffer{}, nil, err

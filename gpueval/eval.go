@@ -175,6 +175,19 @@ func (ev *Evaluator) prepared(key any, g *attn.Group, build func(c *gpu.Ctx, s *
 	return x.val, x.err
 }
 
+// built returns the value an adapter prepared for key in s
+// (Evaluator.prepared), or an error saying that what (the adapter's
+// metadata, as "key codes") was not prepared or failed to build.
+func (s *groupState) built(key any, what string) (any, error) {
+	s.mu.Lock()
+	x := s.extras[key]
+	s.mu.Unlock()
+	if x == nil || x.err != nil || x.val == nil {
+		return nil, fmt.Errorf("%s not prepared", what)
+	}
+	return x.val, nil
+}
+
 // RoundFP16 rounds the K and V of every group to fp16 in place (the
 // values the kernels read), and fails on a value outside fp16's range.
 // Values that are fp16 already (captures) are unchanged.

@@ -112,13 +112,11 @@ func newHashAdapter(ev *Evaluator, _ any, cpu methods.Method) (methods.Method, e
 		return err
 	}
 	m.step = func(c *gpu.Ctx, s *groupState, sh gpu.Shape, sel gpu.Selection, b budget.Budget, q gpu.Buffer) (gpu.Buffer, func(), error) {
-		s.mu.Lock()
-		x := s.extras[m]
-		s.mu.Unlock()
-		if x == nil || x.err != nil || x.val == nil {
-			return gpu.Buffer{}, nil, fmt.Errorf("key codes not prepared")
+		v, err := s.built(m, "key codes")
+		if err != nil {
+			return gpu.Buffer{}, nil, err
 		}
-		p := x.val.(*hashPrep)
+		p := v.(*hashPrep)
 		st, err := gpu.NewHashStep(c, sh, sel, bits, sh.Heads, b)
 		if err != nil {
 			return gpu.Buffer{}, nil, err

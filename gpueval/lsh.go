@@ -74,13 +74,11 @@ func (m *lshMethod) Prepare(g *attn.Group, opt methods.Options) (methods.Selecto
 		return err
 	}
 	gm.step = func(c *gpu.Ctx, s *groupState, sh gpu.Shape, sel gpu.Selection, b budget.Budget, q gpu.Buffer) (gpu.Buffer, func(), error) {
-		s.mu.Lock()
-		x := s.extras[key]
-		s.mu.Unlock()
-		if x == nil || x.err != nil || x.val == nil {
-			return gpu.Buffer{}, nil, fmt.Errorf("key codes not prepared")
+		v, err := s.built(key, "key codes")
+		if err != nil {
+			return gpu.Buffer{}, nil, err
 		}
-		p := x.val.(*lshPrep)
+		p := v.(*lshPrep)
 		st, err := gpu.NewLSHStep(c, sh, sel, m.bits, m.mips, b)
 		if err != nil {
 			return gpu.Buffer{}, nil, err
