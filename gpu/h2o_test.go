@@ -156,17 +156,15 @@ type h2oCase struct {
 // the logit, so ~1e-6 of a weight), the rest is double as on the CPU.
 const h2oTol = 1e-4
 
-// runH2OCase runs the GPU H2O pipeline for tc.steps consecutive steps and
-// compares, step by step, its lists with the twin's and methods.H2O's
-// (exactly, or where they differ, as a multiset of the twin's scores
-// within h2oTol, after which the twin follows the GPU), its accumulated
-// scores with the twin's, and its output with the float64 reference on
-// its lists. q holds [Batch][Heads] query matrices of Context rows.
-func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Mat, kv, vv kvData, scale float32) {
+// h2oSelectors makes methods.H2O (tc's init and recent) and its twin (the
+// prefill scores and accumulation from tc.t0) for each (batch, KV head)
+// group over the K of kv, the V of vv and the queries q ([Batch][Heads]),
+// and where, which maps list li to its (group, track).
+func h2oSelectors(t *testing.T, tc h2oCase, q []*tensor.Mat, kv, vv kvData, scale float32) ([]methods.Selector, []*h2oTwin, func(li int) (int, int)) {
 	t.Helper()
-	s, sel := tc.s, tc.sel
+	s := tc.s
 	g := s.Heads / s.KVHeads
-	shared := sel == PerKVHead
+	shared := tc.sel == PerKVHead
 	e, ok := methods.Registry.Lookup("h2o")
 	if !ok {
 		t.Fatal("method h2o not registered")
@@ -177,7 +175,6 @@ func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One Group, methods Selector and twin per (batch, KV head).
 	var sels []methods.Selector
 	var twins []*h2oTwin
 	for bb := 0; bb < s.Batch; bb++ {
@@ -195,9 +192,7 @@ func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Ma
 			twins = append(twins, newH2OTwin(grp, shared, tc.recent, tc.init, tc.t0))
 		}
 	}
-	nl := s.Lists(sel)
-	lists := s.Batch * nl
-	// list li -> (group, track)
+	nl := s.Lists(tc.sel)
 	where := func(li int) (int, int) {
 		bb, l := li/nl, li%nl
 		if shared {
@@ -205,6 +200,23 @@ func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Ma
 		}
 		return bb*s.KVHeads + l/g, l % g
 	}
+	return sels, twins, where
+}
+
+// runH2OCase runs the GPU H2O pipeline for tc.steps consecutive steps and
+// compares, step by step, its lists with the twin's and methods.H2O's
+// (exactly, or where they differ, as a multiset of the twin's scores
+// within h2oTol, after which the twin follows the GPU), its accumulated
+// scores with the twin's, and its output with the float64 reference on
+// its lists. q holds [Batch][Heads] query matrices of Context rows.
+func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Mat, kv, vv kvData, scale float32) {
+	t.Helper()
+	s, sel := tc.s, tc.sel
+	g := s.Heads / s.KVHeads
+	shared := sel == PerKVHead
+	sels, twins, where := h2oSelectors(t, tc, q, kv, vv, scale)
+	nl := s.Lists(sel)
+	lists := s.Batch * nl
 	pre := make([]float32, lists*s.Context)
 	for li := 0; li < lists; li++ {
 		gi, ti := where(li)
@@ -218,7 +230,7 @@ func runH2OCase(t *testing.T, d *Device, name string, tc h2oCase, q []*tensor.Ma
 	ties := 0
 	var worstOut, worstAcc float64
 	qstep := make([]float32, s.Batch*s.Heads*s.HeadDim)
-	err = d.Do(func(c *Ctx) error {
+	err := d.Do(func(c *Ctx) error {
 		h, err := NewH2OStep(c, s, sel, tc.recent, capTotal)
 		if err != nil {
 			return err
@@ -561,44 +573,12 @@ func TestH2OSlotModel(t *testing.T) {
 	} {
 		s, sel := tc.s, tc.sel
 		name := fmt.Sprintf("%+v %v %+v recent %g %s", s, sel, tc.spec, tc.recent, tc.init)
-		g := s.Heads / s.KVHeads
-		shared := sel == PerKVHead
 		kv := randKV(rng, s)
 		q := randQueries(rng, s, 2)
 		scale := float32(1 / math.Sqrt(float64(s.HeadDim)))
-		e, _ := methods.Registry.Lookup("h2o")
-		p := e.Defaults().(*methods.H2OParams)
-		p.Init, p.Recent = tc.init, tc.recent
-		m, err := e.New(p, methods.Env{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sels []methods.Selector
-		var twins []*h2oTwin
-		for bb := 0; bb < s.Batch; bb++ {
-			for kh := 0; kh < s.KVHeads; kh++ {
-				grp := &attn.Group{K: kv.mats[bb*s.KVHeads+kh], V: kv.mats[bb*s.KVHeads+kh], Scale: scale}
-				for h := kh * g; h < (kh+1)*g; h++ {
-					grp.Q = append(grp.Q, q[bb*s.Heads+h])
-					grp.QHeads = append(grp.QHeads, h)
-				}
-				sl, err := m.Prepare(grp, methods.Options{Shared: shared})
-				if err != nil {
-					t.Fatal(err)
-				}
-				sels = append(sels, sl)
-				twins = append(twins, newH2OTwin(grp, shared, tc.recent, tc.init, tc.t0)) // prefill scores and accumulation
-			}
-		}
-		nl := s.Lists(sel)
-		lists := s.Batch * nl
-		where := func(li int) (int, int) {
-			bb, l := li/nl, li%nl
-			if shared {
-				return bb*s.KVHeads + l, 0
-			}
-			return bb*s.KVHeads + l/g, l % g
-		}
+		// V = K: the model only selects
+		sels, twins, where := h2oSelectors(t, tc, q, kv, kv, scale)
+		lists := s.Batch * s.Lists(sel)
 		last := tc.t0 + tc.steps - 1
 		h := &H2OStep{Shape: s, Sel: sel, Recent: tc.recent, Cap: H2OBudget(tc.spec.Resolve(last+1), tc.recent).Total, T: -1}
 		P := make([][]int32, lists)
