@@ -368,6 +368,20 @@ func (c *Ctx) Func(m *Module, name string) (*Func, error) {
 	return fn, nil
 }
 
+// Global returns the device memory of the __device__ variable name of
+// module m.
+func (c *Ctx) Global(m *Module, name string) (Buffer, error) {
+	if cu.ModuleGetGlobal == nil {
+		return Buffer{}, fmt.Errorf("global %s: the driver has no cuModuleGetGlobal_v2", name)
+	}
+	var p uintptr
+	var n uint64
+	if err := cuErr("cuModuleGetGlobal", cu.ModuleGetGlobal(&p, &n, m.h, name)); err != nil {
+		return Buffer{}, fmt.Errorf("global %s: %w", name, err)
+	}
+	return Buffer{Ptr: p, Size: int64(n)}, nil
+}
+
 // Occupancy returns how many blocks of block threads (with smem bytes of
 // dynamic shared memory) fit on one SM at once.
 func (c *Ctx) Occupancy(f *Func, block int, smem int) (int, error) {

@@ -68,6 +68,10 @@ var cu struct {
 	GraphDestroy       func(g uintptr) result
 	GetErrorName       func(r result, s **byte) result
 	GetErrorString     func(r result, s **byte) result
+
+	// ModuleGetGlobal is cuModuleGetGlobal_v2 (diagnostics only; nil
+	// where it does not bind).
+	ModuleGetGlobal func(p *uintptr, bytes *uint64, m uintptr, name string) result
 }
 
 var (
@@ -170,6 +174,9 @@ func loadDriver() error {
 		}
 		if bind(lib, &cu.LaunchEx, "cuLaunchKernelEx") != nil {
 			cu.LaunchEx = nil
+		}
+		if bind(lib, &cu.ModuleGetGlobal, "cuModuleGetGlobal_v2") != nil {
+			cu.ModuleGetGlobal = nil
 		}
 		if r := cu.Init(0); r != 0 {
 			driverErr = fmt.Errorf("%w: %v", ErrNoGPU, cuErr("cuInit", r))

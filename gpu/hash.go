@@ -82,6 +82,7 @@ type HashStep struct {
 	ghist, bcnt, bar, scr Buffer // bcnt: per-block suffix sums of the histogram
 	// Dec is the sparse decode over Idx.
 	Dec *Decoder
+	mod *Module
 }
 
 // HashDefines returns the hash module's defines.
@@ -98,7 +99,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
-		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "SEL_VF": strconv.Itoa(hashTuning.vf), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
+		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "SEL_VF": strconv.Itoa(hashTuning.vf), "SEL_TRACE": strconv.Itoa(min(max(hashTuning.trace, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
 	}
 }
 
@@ -143,7 +144,7 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 	if err != nil {
 		return nil, err
 	}
-	h := &HashStep{Shape: s, Sel: sel, Bits: bits, Budget: b, CodeHeads: codeHeads}
+	h := &HashStep{Shape: s, Sel: sel, Bits: bits, Budget: b, CodeHeads: codeHeads, mod: mod}
 	for _, f := range []struct {
 		p    **Func
 		name string
@@ -209,9 +210,10 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // caps the fused select's registers for N blocks per SM (0: no cap; 4
 // measured 2-5 us slower at 128K and 2-4 us faster at 1M, docs/gpu-notes.md);
 // "vf=N" sets the 16-byte code loads per thread per round of the fused
-// select's one-word scoring (4; 8 measured faster at 128K, slower at 1M).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0, 4}
+// select's one-word scoring (4; 8 measured faster at 128K, slower at 1M);
+// "trace=1" makes the fused select stamp its phases (SelectTrace).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0, 4, 0}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -239,8 +241,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.minb = n
 		case ok && err == nil && k == "vf" && (n == 2 || n == 4 || n == 8):
 			t.vf = n
+		case ok && err == nil && k == "trace":
+			t.trace = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1, minb=0..8 or vf=2|4|8", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1, minb=0..8, vf=2|4|8 or trace=0|1", kv))
 		}
 	}
 	return t
@@ -249,7 +253,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,minb=%d,vf=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.minb, t.vf)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,minb=%d,vf=%d,trace=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.minb, t.vf, t.trace)
 }
 
 // planFused sizes the fused select: every block of the grid must be
@@ -331,6 +335,39 @@ func (h *HashStep) codeHeadsPerList() int {
 
 // codeWords is the number of 32-bit code words the select reads per key.
 func (h *HashStep) codeWords() int { return h.codeHeadsPerList() * h.Bits / 32 }
+
+// HashTracePoints is the number of phase stamps per block of the fused
+// select's trace: 0 entry, 1 past the wait for the kernel before it, 2
+// query codes loaded, 3 chunk scored, 4 suffix sums published, 5 past the
+// list barrier, 6 threshold known, 7 compaction done.
+const HashTracePoints = 8
+
+// SelectTrace reads the fused select's phase stamps of its last launch,
+// made with HBENCH_HASH=trace=1 (a diagnostic): per block, in the order
+// block x of list l of batch b at (b*Lists + l)*FusedBlocks + x, the
+// %globaltimer (ns) at each point, as thread 0 of the block passed it.
+func (h *HashStep) SelectTrace(c *Ctx) ([][HashTracePoints]uint64, error) {
+	if !h.Fused || hashTuning.trace != 1 {
+		return nil, fmt.Errorf("select trace: needs the fused select with HBENCH_HASH=trace=1")
+	}
+	g, err := c.Global(h.mod, "sel_trace")
+	if err != nil {
+		return nil, err
+	}
+	n := h.Shape.Batch * h.Shape.Lists(h.Sel) * h.FusedBlocks
+	raw := make([]uint64, g.Size/8)
+	if err := Download(c, raw, g); err != nil {
+		return nil, err
+	}
+	if n*HashTracePoints > len(raw) {
+		return nil, fmt.Errorf("select trace: %d blocks, room for %d", n, len(raw)/HashTracePoints)
+	}
+	out := make([][HashTracePoints]uint64, n)
+	for i := range out {
+		copy(out[i][:], raw[i*HashTracePoints:])
+	}
+	return out, nil
+}
 
 // KeyCodeBytes is the size of the key codes [Batch][CodeHeads][Context][Bits/32].
 func (h *HashStep) KeyCodeBytes() int64 {

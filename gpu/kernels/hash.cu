@@ -489,6 +489,29 @@ typedef unsigned char score_t;
 typedef unsigned short score_t;
 #endif
 
+#ifndef SEL_TRACE
+#define SEL_TRACE 0  // 1: select_fused stamps its phases into sel_trace (a diagnostic)
+#endif
+#define SEL_TRACE_PTS 8
+#if SEL_TRACE
+#define SEL_TRACE_BLOCKS 16384
+// sel_trace[block][p]: %globaltimer (ns) when thread 0 of block
+// x + nblk*(list + NL*b) passed point p: 0 entry, 1 past pdl_wait, 2 query
+// codes loaded, 3 chunk scored, 4 suffix sums published, 5 past the list
+// barrier, 6 threshold known, 7 compaction done (gpu.HashStep.SelectTrace).
+__device__ unsigned long long sel_trace[SEL_TRACE_BLOCKS][SEL_TRACE_PTS];
+__device__ __forceinline__ void sel_stamp(int p) {
+    if (threadIdx.x == 0) {
+        const unsigned int bi = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        if (bi < SEL_TRACE_BLOCKS) sel_trace[bi][p] = t;
+    }
+}
+#define SEL_STAMP(p) sel_stamp(p)
+#else
+#define SEL_STAMP(p) ((void)0)
+#endif
 #ifndef SEL_VF
 #define SEL_VF 4  // 16-byte code loads per thread per round of the one-word scoring
 #endif
@@ -542,6 +565,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     __shared__ int sT, sR, sBase[2];
     __shared__ unsigned int sE;
     extern __shared__ uint4 sScores[];
+    SEL_STAMP(0);
     // Every block of this grid is resident once it gets here, so the
     // decode after it may start placing its blocks (they wait in pdl_wait).
     pdl_launch_dependents();
@@ -569,6 +593,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         }
     }
     pdl_wait();
+    SEL_STAMP(1);
     if (threadIdx.x == 0) sE = *(volatile unsigned int*)(lbar + BAR_EPOCH);
     if (x == 0) {
         for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
@@ -600,6 +625,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
 #endif
     sc.query(qc, b, list, hq);
     __syncthreads();
+    SEL_STAMP(2);
     const unsigned int epoch = sE;
     int* gh = ghist + (L * 2 + (epoch & 1)) * NBINS;
     if (x == 0) {  // the copy the next launch adds to (the last launch's, complete)
@@ -688,6 +714,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         }
     }
     __syncthreads();
+    SEL_STAMP(3);
     for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
         int t = 0;
 #pragma unroll
@@ -720,7 +747,9 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             }
         if (threadIdx.x == 0) cb[NBINS] = 0;  // keys scoring > SMAX
     }
+    SEL_STAMP(4);
     list_sync(lbar, nblk, epoch);
+    SEL_STAMP(5);
     // 2. threshold: the list's histogram into shared memory (one round
     // trip), then warp 0 walks it from the top.
     int* lh = hist[1];  // row 1 of the per-warp histograms is free now
@@ -752,6 +781,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     }
     __syncthreads();
     const int T = sT, r = sR;
+    SEL_STAMP(6);
     // 3. compaction.
     if (T <= SMAX) {
         int g = 0, e = 0;  // keys above and at T in the blocks before this one
@@ -895,4 +925,5 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             }
         }
     }
+    SEL_STAMP(7);
 }
