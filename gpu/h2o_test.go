@@ -504,22 +504,7 @@ func TestH2OStepOnRealCapture(t *testing.T) {
 // TestCompileH2OArchs compiles every h2o.cu variant for sm_80 and sm_90;
 // it needs NVRTC, not a device.
 func TestCompileH2OArchs(t *testing.T) {
-	if _, _, err := NVRTCVersion(); err != nil {
-		t.Skipf("no NVRTC: %v", err)
-	}
-	t.Setenv("HBENCH_CUBIN_CACHE", t.TempDir())
-	for _, arch := range []string{"sm_80", "sm_90"} {
-		for _, v := range []struct {
-			d, g int
-			dt   string
-			sel  Selection
-		}{{128, 4, BF16, PerKVHead}, {128, 1, BF16, PerHead}, {64, 8, FP16, PerHead}, {64, 2, FP16, PerKVHead}, {128, 8, BF16, PerKVHead}} {
-			s := Shape{Batch: 1, Heads: v.g, KVHeads: 1, HeadDim: v.d, Context: 1, DType: v.dt}
-			if _, err := Compile("h2o.cu", h2oSrc, arch, H2ODefines(s, v.sel)); err != nil {
-				t.Fatalf("%s %+v %v: %v", arch, s, v.sel, err)
-			}
-		}
-	}
+	compileSelectionArchs(t, "h2o.cu", h2oSrc, H2ODefines)
 }
 
 func TestH2OBudget(t *testing.T) {

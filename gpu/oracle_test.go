@@ -40,11 +40,19 @@ func TestOracleDefines(t *testing.T) {
 // TestCompileOracleArchs compiles every oracle.cu variant for sm_80 and
 // sm_90; it needs NVRTC, not a device.
 func TestCompileOracleArchs(t *testing.T) {
+	compileSelectionArchs(t, "oracle.cu", oracleSrc, OracleDefines)
+}
+
+// compileSelectionArchs compiles src for sm_80 and sm_90 under defines of
+// each head dimension, group size, dtype and selection the kernels of
+// oracle.cu and h2o.cu specialise on (each define's values at least once;
+// a compile takes about a second). It skips without NVRTC.
+func compileSelectionArchs(t *testing.T, name, src string, defines func(Shape, Selection) map[string]string) {
+	t.Helper()
 	if _, _, err := NVRTCVersion(); err != nil {
 		t.Skipf("no NVRTC: %v", err)
 	}
 	t.Setenv("HBENCH_CUBIN_CACHE", t.TempDir())
-	// Each define's values at least once (a compile takes about a second).
 	for _, arch := range []string{"sm_80", "sm_90"} {
 		for _, v := range []struct {
 			d, g int
@@ -52,7 +60,7 @@ func TestCompileOracleArchs(t *testing.T) {
 			sel  Selection
 		}{{128, 4, BF16, PerKVHead}, {128, 1, BF16, PerHead}, {64, 8, FP16, PerHead}, {64, 2, FP16, PerKVHead}, {128, 8, BF16, PerKVHead}} {
 			s := Shape{Batch: 1, Heads: v.g, KVHeads: 1, HeadDim: v.d, Context: 1, DType: v.dt}
-			if _, err := Compile("oracle.cu", oracleSrc, arch, OracleDefines(s, v.sel)); err != nil {
+			if _, err := Compile(name, src, arch, defines(s, v.sel)); err != nil {
 				t.Fatalf("%s %+v %v: %v", arch, s, v.sel, err)
 			}
 		}
