@@ -339,8 +339,9 @@ func (h *HashStep) codeWords() int { return h.codeHeadsPerList() * h.Bits / 32 }
 // HashTracePoints is the number of phase stamps per block of the fused
 // select's trace: 0 entry, 1 past the wait for the kernel before it, 2
 // query codes loaded, 3 chunk scored, 4 suffix sums published, 5 past the
-// list barrier, 6 threshold known, 7 compaction done.
-const HashTracePoints = 8
+// list barrier, 6 threshold known, 7 keys before each warp's part counted
+// (the blocks before and the warps before), 8 compaction done.
+const HashTracePoints = 9
 
 // SelectTrace reads the fused select's phase stamps of its last launch,
 // made with HBENCH_HASH=trace=1 (a diagnostic): per block, in the order

@@ -3,6 +3,7 @@ package gpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/hbench/hbench/budget"
@@ -16,13 +17,14 @@ import (
 // before each call, the select launched alone. For each point of
 // HashTracePoints after the entry it reports the median over calls of the
 // median over blocks of (the block's stamp - the grid's first entry), in
-// µs, and last-us, the latest block's end.
+// µs, with NAME-max-us the same for the latest block at that point, and
+// last-us, the latest block's end.
 func BenchmarkHashSelectPhases(b *testing.B) {
 	d := device(b)
 	old := hashTuning
 	defer func() { hashTuning = old }()
 	hashTuning.trace = 1
-	names := [HashTracePoints - 1]string{"wait", "query", "scored", "published", "barrier", "threshold", "done"}
+	names := [HashTracePoints - 1]string{"wait", "query", "scored", "published", "barrier", "threshold", "bases", "done"}
 	for _, bc := range []struct {
 		name      string
 		sel       Selection
@@ -37,7 +39,8 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 			s := Shape{1, 32, 8, 128, bc.n, BF16}
 			bud := budget.Spec{Sparsity: 32, Sink: 4, Local: 32}.Resolve(s.Context)
 			rng := rand.New(rand.NewPCG(7, uint64(bc.n)))
-			var per [HashTracePoints][]float64 // per point after the entry, then the last end
+			var per [HashTracePoints][]float64      // per point after the entry, then the last end
+			var most [HashTracePoints - 1][]float64 // per point after the entry: the latest block
 			err := d.Do(func(c *Ctx) error {
 				h, err := NewHashStep(c, s, bc.sel, 32, bc.codeHeads, bud)
 				if err != nil {
@@ -94,6 +97,7 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 						}
 						m, _, _ := Quantiles(v)
 						per[p-1] = append(per[p-1], m)
+						most[p-1] = append(most[p-1], slices.Max(v))
 					}
 					per[HashTracePoints-1] = append(per[HashTracePoints-1], float64(last-t0)/1e3)
 				}
@@ -105,6 +109,8 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 			for p, name := range names {
 				m, _, _ := Quantiles(per[p])
 				b.ReportMetric(m, name+"-us")
+				m, _, _ = Quantiles(most[p])
+				b.ReportMetric(m, name+"-max-us")
 			}
 			m, _, _ := Quantiles(per[HashTracePoints-1])
 			b.ReportMetric(m, "last-us")

@@ -472,15 +472,17 @@ select_compact(const unsigned int* __restrict__ qc, const unsigned int* __restri
 //   2. every block finds its list's threshold T and count r from the
 //      global histogram, and the keys above and at T in the blocks before
 //      it from their suffix sums (two loads per block);
-//   3. each warp counts its contiguous part of the chunk's scores, then
-//      the warps write their keys in position order (no block barrier).
+//   3. each warp writes the keys of its contiguous part of the chunk (the
+//      part it scored, so its own histogram row counts them) in position
+//      order (no block barrier).
 // All blocks must be resident at once: the host launches it with
 // cuLaunchCooperativeKernel on a grid within the occupancy limit (or, under
 // programmatic dependent launch, on such a grid after a kernel that waits
 // on nothing).
-// Nothing is reset at exit: a list's barrier state counts launches (its
-// epoch e, read at entry), its global histogram has two copies used by
-// the parity of e, and block 0 zeroes the copy the next launch will use.
+// Nothing is reset at exit: a list's barrier state counts the arrivals of
+// every launch (so launch e, read at entry as arrivals / blocks, waits for
+// (e+1) * blocks), its global histogram has two copies used by the parity
+// of e, and block 0 zeroes the copy the next launch will use.
 // ghist and bar must be zero before the first launch.
 
 #if SMAX <= 255
@@ -492,13 +494,14 @@ typedef unsigned short score_t;
 #ifndef SEL_TRACE
 #define SEL_TRACE 0  // 1: select_fused stamps its phases into sel_trace (a diagnostic)
 #endif
-#define SEL_TRACE_PTS 8
+#define SEL_TRACE_PTS 9
 #if SEL_TRACE
 #define SEL_TRACE_BLOCKS 16384
 // sel_trace[block][p]: %globaltimer (ns) when thread 0 of block
 // x + nblk*(list + NL*b) passed point p: 0 entry, 1 past pdl_wait, 2 query
 // codes loaded, 3 chunk scored, 4 suffix sums published, 5 past the list
-// barrier, 6 threshold known, 7 compaction done (gpu.HashStep.SelectTrace).
+// barrier, 6 threshold known, 7 keys before the block's warps counted, 8
+// compaction done (gpu.HashStep.SelectTrace).
 __device__ unsigned long long sel_trace[SEL_TRACE_BLOCKS][SEL_TRACE_PTS];
 __device__ __forceinline__ void sel_stamp(int p) {
     if (threadIdx.x == 0) {
@@ -522,23 +525,25 @@ __device__ __forceinline__ void sel_stamp(int p) {
 #endif
 
 // Barrier state of one list (a 128-byte line of 32-bit words): words 0-1
-// count arrivals over all launches (64-bit), word 2 is the epoch (launches
-// whose barrier has completed), word 4 counts query codes made (mlp).
-#define BAR_EPOCH 2
+// count arrivals over all launches (64-bit), word 4 counts query codes
+// made (mlp).
 #define BAR_MLP 4
 
-// list_sync: the blocks of one list (nb of them) meet in launch epoch e;
-// the last arriver (arrivals count nb per launch) raises the epoch to e+1.
-__device__ __forceinline__ void list_sync(unsigned int* lbar, unsigned int nb, unsigned int e) {
+// list_sync: the blocks of one list meet; arr counts the arrivals of every
+// launch, so the barrier of launch e is complete at want = (e+1) * blocks.
+// Thread 0 arrives with release semantics (its block's writes are ordered
+// before it by __syncthreads) and polls with acquire: no second atomic
+// publishes an epoch, so the last arrival is seen one round trip sooner.
+__device__ __forceinline__ void list_sync(unsigned long long* arr, unsigned long long want) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        const unsigned long long t = atomicAdd((unsigned long long*)lbar, 1ull);
-        if (t % nb == nb - 1)
-            atomicExch(lbar + BAR_EPOCH, e + 1);
-        else
-            while ((int)(*(volatile unsigned int*)(lbar + BAR_EPOCH) - (e + 1)) < 0) __nanosleep(32);
-        __threadfence();
+        asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(arr) : "memory");
+        for (;;) {
+            unsigned long long v;
+            asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(arr) : "memory");
+            if (v >= want) break;
+            __nanosleep(32);
+        }
     }
     __syncthreads();
 }
@@ -560,10 +565,11 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
              int heavy, int* __restrict__ ghist, int* __restrict__ cum, unsigned int* bar, score_t* __restrict__ scr,
              int sink, int local, int total, int* __restrict__ idx, const float* __restrict__ q,
              const float* __restrict__ qw, int mlp, int pfBytes, int smemScores) {
-    __shared__ int hist[SEL_THREADS / 32][NBINS];
-    __shared__ int sred[2][SEL_THREADS / 32];
-    __shared__ int sT, sR, sBase[2];
-    __shared__ unsigned int sE;
+    __shared__ int hist[SEL_THREADS / 32][NBINS];  // per warp: the scores of its part of the chunk
+    __shared__ int bh[NBINS];                       // the block's histogram, then the list's
+    __shared__ int sred[4][SEL_THREADS / 32];
+    __shared__ int sT, sR;
+    __shared__ unsigned long long sE;
     extern __shared__ uint4 sScores[];
     SEL_STAMP(0);
     // Every block of this grid is resident once it gets here, so the
@@ -577,6 +583,14 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     score_t* my = smemScores ? (score_t*)sScores : scr + (L * nblk + x) * (size_t)chunk;
     for (int i = threadIdx.x; i < (SEL_THREADS / 32) * NBINS; i += SEL_THREADS) (&hist[0][0])[i] = 0;
     const int start = lo + x * chunk, end = min(start + chunk, hi);
+    // Warp w scores, and later writes, the part [wa, wb) of the chunk: sub
+    // keys each, a multiple of the compaction's 16-byte groups of a warp.
+    constexpr int NW = SEL_THREADS / 32;
+    constexpr int VEC = 16 / sizeof(score_t);
+    constexpr int PER = 32 * VEC;
+    const int n = max(end - start, 0);
+    const int sub = ((n + NW - 1) / NW + PER - 1) / PER * PER;
+    const int wa = start + min(warp * sub, n), wb = start + min(warp * sub + sub, n);
     Scorer sc;
     sc.keys(kcodes, b, list, hq, N);
     // 0. While the query codes are being made, ask L2 for (up to pfBytes
@@ -594,7 +608,9 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     }
     pdl_wait();
     SEL_STAMP(1);
-    if (threadIdx.x == 0) sE = *(volatile unsigned int*)(lbar + BAR_EPOCH);
+    // the launch's epoch: arrivals of the launches before (this block has
+    // not arrived, the launch before has completed)
+    if (threadIdx.x == 0) sE = *(volatile unsigned long long*)lbar / (unsigned int)nblk;
     if (x == 0) {
         for (int i = threadIdx.x; i < sink; i += SEL_THREADS) out[i] = i;
         for (int i = threadIdx.x; i < local; i += SEL_THREADS) out[total - local + i] = N - local + i;
@@ -605,7 +621,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     if (mlp) {
         __shared__ float xq[IN_DIM];
         __syncthreads();
-        const unsigned int e0 = sE;
+        const unsigned int e0 = (unsigned int)sE;
         for (int hh = x; hh < SEL_HEADS; hh += nblk) {
             const int h = list * SEL_HEADS + hh;
             __syncthreads();
@@ -626,52 +642,52 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     sc.query(qc, b, list, hq);
     __syncthreads();
     SEL_STAMP(2);
-    const unsigned int epoch = sE;
+    const unsigned long long epoch = sE;
     int* gh = ghist + (L * 2 + (epoch & 1)) * NBINS;
     if (x == 0) {  // the copy the next launch adds to (the last launch's, complete)
         int* nx = ghist + (L * 2 + ((epoch + 1) & 1)) * NBINS;
         for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) nx[s] = 0;
     }
-    // 1. score once: histogram and scratch. Full passes load all their
-    // keys' codes before scoring any (FU keys per thread in flight); the
-    // tail pass checks bounds.
-    constexpr int FU = (16 / (KHEADS * WORDS)) < 1 ? 1 : (16 / (KHEADS * WORDS)) > 8 ? 8 : (16 / (KHEADS * WORDS));
-    int j0 = start;
+    // 1. score once: histogram and scratch. Each warp scores its part;
+    // full passes load all their keys' codes before scoring any (FU keys
+    // per lane in flight); the tail pass checks bounds.
 #if KHEADS == 1 && WORDS == 1
     // One code word per key: 16-byte loads of 4 keys each on the 4-aligned
-    // middle [a0, a1) of the chunk, in rounds of VF loads per thread
-    // (predicated, so a chunk of up to SEL_THREADS*VF*4 keys takes one
-    // round trip), the next round's loads issued before the current
-    // round is scored; the head and tail (< 4 keys each) one per thread.
+    // middle [a0, a1) of the warp's part, in rounds of VF loads per lane
+    // (predicated, so a part of up to 32*VF*4 keys takes one round trip),
+    // the next round's loads issued before the current round is scored;
+    // the head and tail (< 4 keys each) one per lane.
     {
         constexpr int VF = SEL_VF;
-        constexpr int STEP = SEL_THREADS * VF * 4;
+        constexpr int STEP = 32 * VF * 4;
         // keys whose code word is 16-byte aligned: (misalignment m of the
         // head's base + j) % 4 == 0 (N need not be a multiple of 4)
         const int m = (int)(((size_t)sc.kc[0] >> 2) & 3);
-        const int a0 = min(start + ((4 - ((m + start) & 3)) & 3), end);
-        const int a1 = a0 + ((end - a0) & ~3);
+        const int a0 = min(wa + ((4 - ((m + wa) & 3)) & 3), wb);
+        const int a1 = a0 + ((wb - a0) & ~3);
         const uint4* kv = (const uint4*)(sc.kc[0] + a0);  // 16-byte aligned
         // byte scores of 4 keys go out in one 4-byte store where aligned
         const bool pack = sizeof(score_t) == 1 && ((a0 - start) & 3) == 0;
         uint4 k[VF];
 #pragma unroll
         for (int u = 0; u < VF; u++)
-            if (a0 + (u * SEL_THREADS + (int)threadIdx.x) * 4 < a1) k[u] = __ldg(kv + u * SEL_THREADS + threadIdx.x);
-        for (int j = start + threadIdx.x; j < a0; j += SEL_THREADS) {
-            const int sv = sc.score(j);
-            atomicAdd(&hist[warp][sv], 1);
-            my[j - start] = (score_t)sv;
+            if (a0 + (u * 32 + lane) * 4 < a1) k[u] = __ldg(kv + u * 32 + lane);
+        {
+            const int j = lane < a0 - wa ? wa + lane : a1 + lane - (a0 - wa);
+            if (j < wb && (j < a0 || j >= a1)) {
+                const int sv = sc.score(j);
+                atomicAdd(&hist[warp][sv], 1);
+                my[j - start] = (score_t)sv;
+            }
         }
         for (int r0 = a0; r0 < a1; r0 += STEP) {
             uint4 kn[VF];
 #pragma unroll
             for (int u = 0; u < VF; u++)
-                if (r0 + STEP + (u * SEL_THREADS + (int)threadIdx.x) * 4 < a1)
-                    kn[u] = __ldg(kv + (r0 + STEP - a0) / 4 + u * SEL_THREADS + threadIdx.x);
+                if (r0 + STEP + (u * 32 + lane) * 4 < a1) kn[u] = __ldg(kv + (r0 + STEP - a0) / 4 + u * 32 + lane);
 #pragma unroll
             for (int u = 0; u < VF; u++) {
-                const int jb = r0 + (u * SEL_THREADS + threadIdx.x) * 4 - start;
+                const int jb = r0 + (u * 32 + lane) * 4 - start;
                 if (jb + start >= a1) break;
                 const unsigned int w[4] = {k[u].x, k[u].y, k[u].z, k[u].w};
                 unsigned int packed = 0;
@@ -691,35 +707,39 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
 #pragma unroll
             for (int u = 0; u < VF; u++) k[u] = kn[u];
         }
-        j0 = a1;
+    }
+#else
+    {
+        constexpr int FU = (16 / (KHEADS * WORDS)) < 1 ? 1 : (16 / (KHEADS * WORDS)) > 8 ? 8 : (16 / (KHEADS * WORDS));
+        int j0 = wa;
+        for (; j0 + 32 * FU <= wb; j0 += 32 * FU) {
+            unsigned int k[FU][KHEADS][WORDS];
+#pragma unroll
+            for (int u = 0; u < FU; u++) sc.load(j0 + u * 32 + lane, k[u]);
+#pragma unroll
+            for (int u = 0; u < FU; u++) {
+                const int sv = sc.score_of(k[u]);
+                atomicAdd(&hist[warp][sv], 1);
+                my[j0 + u * 32 + lane - start] = (score_t)sv;
+            }
+        }
+        for (; j0 < wb; j0 += 32) {
+            const int j = j0 + lane;
+            if (j < wb) {
+                const int sv = sc.score(j);
+                atomicAdd(&hist[warp][sv], 1);
+                my[j - start] = (score_t)sv;
+            }
+        }
     }
 #endif
-    for (; j0 + SEL_THREADS * FU <= end; j0 += SEL_THREADS * FU) {
-        unsigned int k[FU][KHEADS][WORDS];
-#pragma unroll
-        for (int u = 0; u < FU; u++) sc.load(j0 + u * SEL_THREADS + threadIdx.x, k[u]);
-#pragma unroll
-        for (int u = 0; u < FU; u++) {
-            const int sv = sc.score_of(k[u]);
-            atomicAdd(&hist[warp][sv], 1);
-            my[j0 + u * SEL_THREADS + threadIdx.x - start] = (score_t)sv;
-        }
-    }
-    for (; j0 < end; j0 += SEL_THREADS) {
-        const int j = j0 + threadIdx.x;
-        if (j < end) {
-            const int sv = sc.score(j);
-            atomicAdd(&hist[warp][sv], 1);
-            my[j - start] = (score_t)sv;
-        }
-    }
     __syncthreads();
     SEL_STAMP(3);
     for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) {
         int t = 0;
 #pragma unroll
         for (int w = 0; w < SEL_THREADS / 32; w++) t += hist[w][s];
-        hist[0][s] = t;  // this block's histogram from here on
+        bh[s] = t;
         if (t) atomicAdd(gh + s, t);
     }
     __syncthreads();
@@ -732,7 +752,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         int own = 0;
 #pragma unroll
         for (int i = 0; i < PB; i++)
-            if (hiBin - i >= 0) own += hist[0][hiBin - i];
+            if (hiBin - i >= 0) own += bh[hiBin - i];
         int inc = own;
         warp_scan(inc, lane);
         if (lane == 31) sred[0][warp] = inc;
@@ -742,17 +762,17 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
 #pragma unroll
         for (int i = 0; i < PB; i++)
             if (hiBin - i >= 0) {
-                run += hist[0][hiBin - i];
+                run += bh[hiBin - i];
                 cb[hiBin - i] = run;  // keys scoring >= hiBin - i
             }
         if (threadIdx.x == 0) cb[NBINS] = 0;  // keys scoring > SMAX
     }
     SEL_STAMP(4);
-    list_sync(lbar, nblk, epoch);
+    list_sync((unsigned long long*)lbar, (epoch + 1) * (unsigned int)nblk);
     SEL_STAMP(5);
     // 2. threshold: the list's histogram into shared memory (one round
     // trip), then warp 0 walks it from the top.
-    int* lh = hist[1];  // row 1 of the per-warp histograms is free now
+    int* lh = bh;  // published in cum: free for the list's histogram
     for (int s = threadIdx.x; s < NBINS; s += SEL_THREADS) lh[s] = *(volatile int*)(gh + s);
     __syncthreads();
     if (warp == 0) {
@@ -784,54 +804,51 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
     SEL_STAMP(6);
     // 3. compaction.
     if (T <= SMAX) {
-        int g = 0, e = 0;  // keys above and at T in the blocks before this one
+        // keys above and at T in the blocks before this one (their suffix
+        // sums), and in this warp's part (its histogram row)
+        int g = 0, e = 0, cg = 0;
         for (int y = threadIdx.x; y < x; y += SEL_THREADS) {
             const int* cy = cum + (L * nblk + y) * (NBINS + 1);
             const int ge = *(volatile int*)(cy + T), gt = *(volatile int*)(cy + T + 1);
             g += gt;
             e += ge - gt;
         }
+        for (int s = T + 1 + lane; s < NBINS; s += 32) cg += hist[warp][s];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
             g += __shfl_xor_sync(0xffffffffu, g, o);
             e += __shfl_xor_sync(0xffffffffu, e, o);
+            cg += __shfl_xor_sync(0xffffffffu, cg, o);
         }
-        __syncthreads();
+        const int ce = hist[warp][T];
         if (lane == 0) {
             sred[0][warp] = g;
             sred[1][warp] = e;
+            sred[2][warp] = cg;
+            sred[3][warp] = ce;
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
-            int tg = 0, te = 0;
-            for (int w = 0; w < SEL_THREADS / 32; w++) {
-                tg += sred[0][w];
-                te += sred[1][w];
-            }
-            sBase[0] = tg;
-            sBase[1] = te;
+        int gRun = 0, eRun = 0;  // keys above and at T before this warp's part
+#pragma unroll
+        for (int w = 0; w < NW; w++) {
+            gRun += sred[0][w] + (w < warp ? sred[2][w] : 0);
+            eRun += sred[1][w] + (w < warp ? sred[3][w] : 0);
         }
-        // Each warp: a contiguous part of the chunk, counted first, then
-        // written in position order; a lane takes VEC consecutive scores
-        // per 16-byte load (the chunk and the parts are multiples of VEC).
-        constexpr int VEC = 16 / sizeof(score_t);
-        constexpr int PER = 32 * VEC;
-        const int n = max(end - start, 0);
-        const int sub = ((n + SEL_THREADS / 32 - 1) / (SEL_THREADS / 32) + PER - 1) / PER * PER;
-        const int ws = min(warp * sub, n), we = min(ws + sub, n);
-        union Vec {
-            uint4 v;
-            score_t s[VEC];
-        };
+        SEL_STAMP(7);
+        // Each warp writes the keys of the part it scored in position
+        // order; its keys above and at T are counted in its histogram row.
+        // A lane takes VEC consecutive scores per 16-byte load (the chunk
+        // and the parts are multiples of VEC).
+        const int ws = wa - start, we = wb - start;
         // Masks of a lane's VEC scores (bit q: score q, valid ones only)
         // above and at T, by SIMD compares of 4 bytes or 2 halves a word.
-        // Both passes load CU groups of a lane's scores before using any
+        // The pass loads CU groups of a lane's scores before using any
         // (scratch scores are L2 round trips).
         constexpr int CU = 4;
-        auto masks = [&](const Vec& u, int i0, unsigned int& mg, unsigned int& me) {
+        auto masks = [&](const uint4& u, int i0, unsigned int& mg, unsigned int& me) {
             mg = me = 0;
             if (i0 >= we) return;
-            const unsigned int w[4] = {u.v.x, u.v.y, u.v.z, u.v.w};
+            const unsigned int w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
             for (int c = 0; c < 4; c++) {
                 if (sizeof(score_t) == 1) {
@@ -852,44 +869,16 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                 me &= (1u << valid) - 1;
             }
         };
-        auto load = [&](int i00, Vec (&u)[CU]) {
+        auto load = [&](int i00, uint4 (&u)[CU]) {
 #pragma unroll
             for (int c = 0; c < CU; c++) {
                 const int i0 = i00 + c * PER + lane * VEC;
-                if (i0 < we) u[c].v = *(const uint4*)(my + i0);
+                if (i0 < we) u[c] = *(const uint4*)(my + i0);
             }
         };
-        int cg = 0, ce = 0;
-        for (int i00 = ws; i00 < we; i00 += CU * PER) {
-            Vec u[CU];
-            load(i00, u);
-#pragma unroll
-            for (int c = 0; c < CU; c++) {
-                unsigned int mg, me;
-                masks(u[c], i00 + c * PER + lane * VEC, mg, me);
-                cg += __popc(mg);
-                ce += __popc(me);
-            }
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            cg += __shfl_xor_sync(0xffffffffu, cg, o);
-            ce += __shfl_xor_sync(0xffffffffu, ce, o);
-        }
-        __syncthreads();
-        if (lane == 0) {
-            sred[0][warp] = cg;
-            sred[1][warp] = ce;
-        }
-        __syncthreads();
-        int gRun = sBase[0], eRun = sBase[1];
-        for (int w = 0; w < warp; w++) {
-            gRun += sred[0][w];
-            eRun += sred[1][w];
-        }
         if (cg > 0 || (ce > 0 && eRun < r)) {
             for (int i01 = ws; i01 < we; i01 += CU * PER) {
-                Vec u[CU];
+                uint4 u[CU];
                 load(i01, u);
 #pragma unroll
                 for (int cu = 0; cu < CU; cu++) {
@@ -924,6 +913,8 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                 }
             }
         }
+    } else {
+        SEL_STAMP(7);
     }
-    SEL_STAMP(7);
+    SEL_STAMP(8);
 }
