@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"os"
@@ -99,11 +100,26 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
-		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "SEL_VF": strconv.Itoa(hashTuning.vf), "SEL_TRACE": strconv.Itoa(min(max(hashTuning.trace, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
+		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "SEL_VF": strconv.Itoa(cmp.Or(hashTuning.vf, 4)), "SEL_TRACE": strconv.Itoa(min(max(hashTuning.trace, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
 	}
 }
 
 const hashSelThreads = 256
+
+// selVF is the fused select's 16-byte code loads per lane per round of
+// its one-word scoring (SEL_VF) for a step of shape s on sms SMs: 8 where
+// planFused will give every block its least chunk (hashSelThreads*16
+// keys, one round of 4 loads per lane either way), 4 where chunks are
+// longer. On the H200 ((b), cold, same call; docs/gpu-notes.md) 8 was
+// 1.0 µs faster at 128K and 1.1 µs slower at 1M than 4.
+func selVF(s Shape, sel Selection, b budget.Budget, sms int) int {
+	lo, hi := b.MiddleRange()
+	perList := max(1, sms*hashTuning.bps/(s.Batch*s.Lists(sel)))
+	if hi-lo <= hashSelThreads*16*perList {
+		return 8
+	}
+	return 4
+}
 
 // hashScoreSmem bounds the fused select's scores kept in shared memory
 // per block.
@@ -140,7 +156,11 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 	if b.N != s.Context || b.Total < 1 || b.Sink+b.Local+b.Heavy != b.Total {
 		return nil, fmt.Errorf("hash step: budget %+v does not fit context %d", b, s.Context)
 	}
-	mod, err := c.module("hash.cu", hashSrc, HashDefines(s, sel, bits, codeHeads))
+	defs := HashDefines(s, sel, bits, codeHeads)
+	if hashTuning.vf == 0 {
+		defs["SEL_VF"] = strconv.Itoa(selVF(s, sel, b, c.d.Props.SMs))
+	}
+	mod, err := c.module("hash.cu", hashSrc, defs)
 	if err != nil {
 		return nil, err
 	}
@@ -202,18 +222,23 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // blocks become resident once earlier kernels drain, but only a
 // cooperative launch guarantees it; "mlp=1" runs the query MLP inside the
 // fused select, whose other blocks prefetch their key codes meanwhile;
-// "pdl=0" launches the fused select after the query MLP instead of beside
-// it, where the device has programmatic dependent launch; "preload=0"
+// "pdl=0" launches the fused select after the kernel before it (the query
+// MLP, or LSH's query codes) instead of beside it, where the device has
+// programmatic dependent launch (1, the default: beside it where the key
+// codes are at most L2/8, their L2 prefetch overlapping that kernel, and
+// after the query MLP at every size; 2: at every size after either; on
+// the H200, beside the MLP at 1M was 1.3 µs faster for (b) and 2.4 µs for
+// (c), beside LSH's codes 1.6-1.8 µs slower at 128K and 1M); "preload=0"
 // loads each MLP layer's weights when it starts instead of all three
 // layers' at once into registers; "smem=0" keeps the fused select's scores
 // in the L2 scratch buffer even where they fit in shared memory; "minb=N"
 // caps the fused select's registers for N blocks per SM (0: no cap; 4
 // measured 2-5 us slower at 128K and 2-4 us faster at 1M, docs/gpu-notes.md);
-// "vf=N" sets the 16-byte code loads per thread per round of the fused
-// select's one-word scoring (4; 8 measured faster at 128K, slower at 1M);
+// "vf=N" sets the 16-byte code loads per lane per round of the fused
+// select's one-word scoring (0, the default: selVF chooses; 2, 4 or 8);
 // "trace=1" makes the fused select stamp its phases (SelectTrace).
 var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0, 4, 0}
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0, 0, 0}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -231,7 +256,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.coop = n
 		case ok && err == nil && k == "mlp":
 			t.mlp = n
-		case ok && err == nil && k == "pdl":
+		case ok && err == nil && k == "pdl" && n >= 0 && n <= 2:
 			t.pdl = n
 		case ok && err == nil && k == "preload":
 			t.preload = n
@@ -239,12 +264,12 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.smem = n
 		case ok && err == nil && k == "minb" && n >= 0 && n <= 8:
 			t.minb = n
-		case ok && err == nil && k == "vf" && (n == 2 || n == 4 || n == 8):
+		case ok && err == nil && k == "vf" && (n == 0 || n == 2 || n == 4 || n == 8):
 			t.vf = n
 		case ok && err == nil && k == "trace":
 			t.trace = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1, preload=0|1, smem=0|1, minb=0..8, vf=2|4|8 or trace=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1|2, preload=0|1, smem=0|1, minb=0..8, vf=0|2|4|8 or trace=0|1", kv))
 		}
 	}
 	return t
@@ -399,17 +424,18 @@ func (h *HashStep) EnqueueQueryCodes(c *Ctx, s Stream, q, qw Buffer) error {
 // query maps qw, scores the key codes kc and writes the lists to h.Idx.
 func (h *HashStep) EnqueueSelect(c *Ctx, s Stream, q, qw, kc Buffer) error {
 	if h.Fused && hashTuning.mlp == 1 {
-		return h.launchFused(c, s, kc, q, qw, 1)
+		return h.launchFused(c, s, kc, q, qw, 1, false)
 	}
 	if err := h.EnqueueQueryCodes(c, s, q, qw); err != nil {
 		return err
 	}
-	return h.EnqueueSelectCodes(c, s, kc)
+	return h.enqueueSelectCodes(c, s, kc, true)
 }
 
 // launchFused launches select_fused; with mlp 1 it also computes the query
-// codes from q through the maps qw into h.QC.
-func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) error {
+// codes from q through the maps qw into h.QC; afterMLP says that the
+// query MLP kernel runs just before it.
+func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int, afterMLP bool) error {
 	sh := h.Shape
 	lo, hi := h.Budget.MiddleRange()
 	launch := c.LaunchCooperative
@@ -423,11 +449,14 @@ func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) erro
 	pf := int(c.d.Props.L2Bytes / 2 / int64(h.FusedBlocks*lists*sh.Batch*h.codeHeadsPerList()))
 	switch {
 	case mlp == 1:
-	case h.pdl(c):
+	case h.pdl(c, afterMLP):
 		// The grid fits the occupancy limit; the blocks that find no room
 		// beside the MLP kernel's become resident when it exits (it waits
 		// on nothing), so the list barrier cannot deadlock.
 		launch = c.LaunchPDL
+		if !h.prefetchCodes(c) {
+			pf = 0
+		}
 	default:
 		pf = 0
 	}
@@ -447,20 +476,33 @@ func (h *HashStep) launchFused(c *Ctx, s Stream, kc, q, qw Buffer, mlp int) erro
 // Only where the key codes are at most an eighth of the L2 (H200: (b) at
 // 128K-256K): prefetching more (16 MiB at 128K per query head, 32-128 MiB
 // at 1M) measured slower than the plain launch (docs/gpu-notes.md).
-func (h *HashStep) pdl(c *Ctx) bool {
-	return c.PDL() && hashTuning.pdl == 1 && h.KeyCodeBytes() <= c.d.Props.L2Bytes/8
+// afterMLP says that the kernel before it is the query MLP (EnqueueSelect),
+// not the caller's (LSH's hyperplane codes).
+func (h *HashStep) pdl(c *Ctx, afterMLP bool) bool {
+	return c.PDL() && (hashTuning.pdl == 1 && (h.prefetchCodes(c) || afterMLP) || hashTuning.pdl == 2)
 }
+
+// prefetchCodes says whether the fused select's blocks ask L2 for their
+// key codes before the wait under programmatic dependent launch: where
+// the codes are at most L2/8 (more was measured slower, docs/gpu-notes.md).
+func (h *HashStep) prefetchCodes(c *Ctx) bool { return h.KeyCodeBytes() <= c.d.Props.L2Bytes/8 }
 
 // EnqueueSelectCodes runs the counting select alone on the query codes
 // already in h.QC ([Batch][Heads][Bits/32] uint32, written by the caller:
 // LSH's hyperplane codes use this) and the key codes kc, writing the
 // lists to h.Idx.
 func (h *HashStep) EnqueueSelectCodes(c *Ctx, s Stream, kc Buffer) error {
+	return h.enqueueSelectCodes(c, s, kc, false)
+}
+
+// enqueueSelectCodes is EnqueueSelectCodes after the query MLP (afterMLP)
+// or another kernel.
+func (h *HashStep) enqueueSelectCodes(c *Ctx, s Stream, kc Buffer, afterMLP bool) error {
 	sh := h.Shape
 	lists := uint32(sh.Lists(h.Sel))
 	lo, hi := h.Budget.MiddleRange()
 	if h.Fused {
-		return h.launchFused(c, s, kc, Buffer{}, Buffer{}, 0)
+		return h.launchFused(c, s, kc, Buffer{}, Buffer{}, 0, afterMLP)
 	}
 	grid := Dim3{uint32(h.Blocks), lists, uint32(sh.Batch)}
 	blk := Dim3{X: hashSelThreads}

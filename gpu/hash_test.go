@@ -300,21 +300,39 @@ func testHashSelectTies(t *testing.T) {
 		nbits int
 		spec  budget.Spec
 		code  func(j int) uint32 // key code word of position j (every word)
+		zeroQ bool               // query codes 0 (else spread)
 	}{
-		{"all equal", Shape{1, 4, 1, 128, 9000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 8, Sink: 4, Local: 16}, func(j int) uint32 { return 0x0f0f0f0f }},
+		{"all equal", Shape{1, 4, 1, 128, 9000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 8, Sink: 4, Local: 16}, func(j int) uint32 { return 0x0f0f0f0f }, false},
 		{"two values", Shape{1, 4, 1, 128, 20011, BF16}, PerKVHead, 64, budget.Spec{Sparsity: 32, Sink: 2, Local: 8}, func(j int) uint32 {
 			if j%3 == 0 {
 				return 0xffffffff
 			}
 			return 0
-		}},
-		{"staircase", Shape{2, 2, 2, 64, 33333, FP16}, PerHead, 32, budget.Spec{Sparsity: 4, Sink: 0, Local: 0}, func(j int) uint32 { return 1<<(j%33) - 1 }},
-		{"all equal, k = 1", Shape{1, 8, 1, 128, 4097, BF16}, PerKVHead, 32, budget.Spec{Tokens: 1}, func(j int) uint32 { return 7 }},
+		}, false},
+		{"staircase", Shape{2, 2, 2, 64, 33333, FP16}, PerHead, 32, budget.Spec{Sparsity: 4, Sink: 0, Local: 0}, func(j int) uint32 { return 1<<(j%33) - 1 }, false},
+		{"all equal, k = 1", Shape{1, 8, 1, 128, 4097, BF16}, PerKVHead, 32, budget.Spec{Tokens: 1}, func(j int) uint32 { return 7 }, false},
+		// the threshold at the ends of the score range (T = SMAX, T = 0),
+		// with byte scores up to 128 and 16-bit scores up to 512
+		{"all at the top", Shape{1, 4, 1, 128, 9000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 8, Sink: 4, Local: 16}, func(j int) uint32 { return 0 }, true},
+		{"all at zero", Shape{1, 4, 1, 128, 9000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 8, Sink: 4, Local: 16}, func(j int) uint32 { return ^uint32(0) }, true},
+		{"a fifth at the top, T = SMAX", Shape{1, 8, 2, 128, 20000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 8, Sink: 4, Local: 32}, fifthAtTop, true},
+		{"a fifth at the top, T = 0", Shape{1, 8, 2, 128, 20000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 4, Sink: 4, Local: 32}, fifthAtTop, true},
+		{"16-bit scores, T = SMAX", Shape{1, 8, 1, 128, 5000, BF16}, PerKVHead, 64, budget.Spec{Sparsity: 8, Sink: 4, Local: 16}, fifthAtTop, true},
+		{"16-bit scores, T = 0", Shape{1, 8, 1, 128, 5000, BF16}, PerKVHead, 64, budget.Spec{Sparsity: 4, Sink: 4, Local: 16}, fifthAtTop, true},
+		// blocks whose own scores lie far from the list's threshold
+		{"the top third first", Shape{1, 4, 1, 128, 30000, BF16}, PerKVHead, 32, budget.Spec{Sparsity: 8, Sink: 4, Local: 16}, func(j int) uint32 {
+			if j < 10000 {
+				return 0
+			}
+			return ^uint32(0)
+		}, true},
 	} {
 		s, b, words := tc.s, tc.spec.Resolve(tc.s.Context), tc.nbits/32
 		qc := make([]uint32, s.Batch*s.Heads*words)
 		for i := range qc {
-			qc[i] = uint32(i) * 0x9e3779b9
+			if !tc.zeroQ {
+				qc[i] = uint32(i) * 0x9e3779b9
+			}
 		}
 		kc := make([]uint32, s.Batch*s.KVHeads*s.Context*words)
 		for i := range kc {
@@ -390,3 +408,33 @@ func testHashSelectTies(t *testing.T) {
 }
 
 func head(x []int32) []int32 { return x[:min(len(x), 40)] }
+
+// fifthAtTop is a key code that matches a zero query code at every fifth
+// position and nowhere else.
+func fifthAtTop(j int) uint32 {
+	if j%5 == 0 {
+		return 0
+	}
+	return ^uint32(0)
+}
+
+func TestSelVF(t *testing.T) {
+	spec := budget.Spec{Sparsity: 32, Sink: 4, Local: 32}
+	for _, tc := range []struct {
+		s    Shape
+		sel  Selection
+		sms  int
+		want int
+	}{
+		{Shape{1, 32, 8, 128, 128 << 10, BF16}, PerKVHead, 132, 8}, // 32 blocks of 4096 keys per list
+		{Shape{1, 32, 8, 128, 256 << 10, BF16}, PerKVHead, 132, 8}, // 64 (of 66 that fit)
+		{Shape{1, 32, 8, 128, 1 << 20, BF16}, PerKVHead, 132, 4},   // 66 blocks of 15.9K keys
+		{Shape{1, 32, 8, 128, 128 << 10, BF16}, PerHead, 132, 4},   // 32 lists: 16 blocks of 8K keys
+		{Shape{1, 32, 8, 128, 128 << 10, BF16}, PerKVHead, 108, 8}, // A100: 54 blocks fit
+		{Shape{4, 32, 8, 128, 128 << 10, BF16}, PerKVHead, 132, 4}, // batch 4: 16 blocks of 8K keys
+	} {
+		if got := selVF(tc.s, tc.sel, spec.Resolve(tc.s.Context), tc.sms); got != tc.want {
+			t.Errorf("%+v %v on %d SMs: SEL_VF %d, want %d", tc.s, tc.sel, tc.sms, got, tc.want)
+		}
+	}
+}

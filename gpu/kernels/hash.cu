@@ -841,7 +841,18 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         // and the parts are multiples of VEC).
         const int ws = wa - start, we = wb - start;
         // Masks of a lane's VEC scores (bit q: score q, valid ones only)
-        // above and at T, by SIMD compares of 4 bytes or 2 halves a word.
+        // above and at T, four bytes or two halves a word at once. Where
+        // every score is at most TOP (128 for bytes, 32768 for halves),
+        // adding TOP - t to each field sets its top bit exactly when the
+        // score is >= t (t >= 1; no carry leaves a valid field, and fields
+        // past the valid ones, which may carry, come after them and are
+        // masked off); otherwise (bytes up to 255) by __vcmpgtu4/__vcmpeq4.
+        constexpr bool carry = sizeof(score_t) == 2 || SMAX <= 128;
+        constexpr unsigned int TOPS = sizeof(score_t) == 1 ? 0x80808080u : 0x80008000u;
+        constexpr unsigned int ONES = sizeof(score_t) == 1 ? 0x01010101u : 0x00010001u;
+        constexpr int TOP = sizeof(score_t) == 1 ? 128 : 32768;
+        const unsigned int addGe = T >= 1 ? (unsigned int)(TOP - T) * ONES : 0u;
+        const unsigned int addGt = T < SMAX ? (unsigned int)(TOP - T - 1) * ONES : 0u;
         // The pass loads CU groups of a lane's scores before using any
         // (scratch scores are L2 round trips).
         constexpr int CU = 4;
@@ -851,16 +862,23 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             const unsigned int w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
             for (int c = 0; c < 4; c++) {
-                if (sizeof(score_t) == 1) {
-                    const unsigned int t4 = (unsigned int)T * 0x01010101u;
-                    // bits 7, 15, 23, 31 of each compare -> 4 mask bits
-                    mg |= (((__vcmpgtu4(w[c], t4) >> 7) & 0x01010101u) * 0x10204080u) >> 28 << (4 * c);
-                    me |= (((__vcmpeq4(w[c], t4) >> 7) & 0x01010101u) * 0x10204080u) >> 28 << (4 * c);
+                unsigned int gt, eq;  // top bits of the fields above and at T
+                if (carry) {
+                    const unsigned int ge = T >= 1 ? (w[c] + addGe) & TOPS : TOPS;
+                    gt = T < SMAX ? (w[c] + addGt) & TOPS : 0u;
+                    eq = ge & ~gt;
                 } else {
-                    const unsigned int t2 = (unsigned int)T * 0x00010001u;
-                    const unsigned int a = __vcmpgtu2(w[c], t2), e = __vcmpeq2(w[c], t2);
-                    mg |= (((a >> 15) & 1u) | ((a >> 30) & 2u)) << (2 * c);
-                    me |= (((e >> 15) & 1u) | ((e >> 30) & 2u)) << (2 * c);
+                    const unsigned int t4 = (unsigned int)T * 0x01010101u;
+                    gt = __vcmpgtu4(w[c], t4) & TOPS;
+                    eq = __vcmpeq4(w[c], t4) & TOPS;
+                }
+                if (sizeof(score_t) == 1) {
+                    // bits 7, 15, 23, 31 -> 4 mask bits
+                    mg |= ((gt >> 7) * 0x10204080u) >> 28 << (4 * c);
+                    me |= ((eq >> 7) * 0x10204080u) >> 28 << (4 * c);
+                } else {
+                    mg |= ((gt >> 15) & 1u | gt >> 30) << (2 * c);
+                    me |= ((eq >> 15) & 1u | eq >> 30) << (2 * c);
                 }
             }
             const int valid = we - i0;
