@@ -75,7 +75,9 @@ const (
 const (
 	KernelDense  = "dense"
 	KernelSparse = "sparse"
-	KernelHash   = "hash"
+	// KernelRows reads the sparse kernel's K/V rows and nothing else.
+	KernelRows = "rows"
+	KernelHash = "hash"
 	// KernelOracle is the oracle step (exact scores, radix top-k).
 	KernelOracle = "oracle"
 	// KernelQuest is the Quest step (page bounds, page top-k).

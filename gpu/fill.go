@@ -3,6 +3,7 @@ package gpu
 import (
 	_ "embed"
 	"fmt"
+	"math/bits"
 )
 
 //go:embed kernels/util.cu
@@ -79,4 +80,40 @@ func (c *Ctx) EnqueueNoop(s Stream) error {
 		return err
 	}
 	return c.Launch(f, Dim3{X: 1}, Dim3{X: 32}, 0, s)
+}
+
+// GatherRowBytes is the bytes EnqueueGatherRows reads: the K and V rows
+// of k positions in each of the shape's lists for sel, and their indices.
+func GatherRowBytes(sh Shape, sel Selection, k int) int64 {
+	return int64(sh.Batch*sh.Lists(sel)) * int64(k) * (4*int64(sh.HeadDim) + 4)
+}
+
+// EnqueueGatherRows reads, on stream s, the K and V rows (16-bit, [Batch]
+// [KVHeads][Context][HeadDim]) of the index lists idx (int32, [Batch]
+// [Lists(sel)][k]) as the gather decode does, and nothing else: its time
+// is the rate at which the device reads such random rows, the ceiling of
+// the gather. The xor of every 32-bit word read is xor-ed into the uint32
+// at out (zero it for a checksum).
+func (c *Ctx) EnqueueGatherRows(s Stream, sh Shape, sel Selection, k int, kb, vb, idx, out Buffer) error {
+	if err := sh.Validate(); err != nil {
+		return err
+	}
+	if sel == Dense || k < 1 || k > sh.Context {
+		return fmt.Errorf("gather rows: %v lists of %d positions in %d", sel, k, sh.Context)
+	}
+	lists := sh.Batch * sh.Lists(sel)
+	if int64(lists)*int64(k)*2 >= 1<<32 {
+		return fmt.Errorf("gather rows: %d lists of %d rows is too many", lists, k)
+	}
+	chunks := sh.HeadDim * 2 / 16 // 16-byte chunks per row, a power of two dividing a warp
+	if sh.HeadDim%8 != 0 || chunks < 1 || chunks > 32 || chunks&(chunks-1) != 0 {
+		return fmt.Errorf("gather rows: head dim %d is not 8 times a power of two up to 128", sh.HeadDim)
+	}
+	lc := bits.TrailingZeros(uint(chunks))
+	f, err := c.utilFunc("gather_rows")
+	if err != nil {
+		return err
+	}
+	grid := Dim3{X: uint32(c.d.Props.SMs * 8)}
+	return c.Launch(f, grid, Dim3{X: 256}, 0, s, kb, vb, idx, lists, sh.Lists(sel), sh.KVHeads, k, sh.Context, lc, out)
 }

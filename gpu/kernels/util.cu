@@ -77,3 +77,40 @@ extern "C" __global__ void flush_read(const uint4* __restrict__ p, unsigned long
     }
     if (x == 0x9e3779b9u && sink) *sink = x;
 }
+
+// gather_rows reads the K and V rows that a gather decode over the same
+// index lists reads, and nothing else: list l (nl lists per sequence;
+// batch l / nl) holds kk positions of KV head (l % nl) / (nl / hkv); each
+// row is C = 1 << lc 16-byte chunks. Thread t reads chunk t % C of rows
+// t / C, t / C + rstep, ..., GR_UNROLL rows in flight (each after its index
+// load). The xor of every word read goes to *out: a checksum for the tests,
+// and what keeps the loads.
+#define GR_UNROLL 8
+extern "C" __global__ void __launch_bounds__(256)
+gather_rows(const uint4* __restrict__ k, const uint4* __restrict__ v, const int* __restrict__ idx, int lists, int nl,
+            int hkv, int kk, int N, int lc, unsigned int* out) {
+    const unsigned int C = 1u << lc;
+    const unsigned int t = blockIdx.x * blockDim.x + threadIdx.x, c = t & (C - 1);
+    const unsigned int rstep = (gridDim.x * blockDim.x) >> lc;
+    const unsigned int rows = (unsigned int)lists * (unsigned int)kk * 2u;  // K and V rows of every entry
+    unsigned int x = 0;
+    for (unsigned int r0 = t >> lc; r0 < rows; r0 += rstep * GR_UNROLL) {
+        uint4 w[GR_UNROLL];
+#pragma unroll
+        for (int u = 0; u < GR_UNROLL; u++) {
+            const unsigned int r = r0 + u * rstep;
+            w[u] = make_uint4(0u, 0u, 0u, 0u);
+            if (r < rows) {
+                const unsigned int e = r >> 1, l = e / (unsigned int)kk;
+                const unsigned int b = l / (unsigned int)nl, kvh = (l % (unsigned int)nl) / (unsigned int)(nl / hkv);
+                const size_t row = ((size_t)b * hkv + kvh) * (size_t)N + (size_t)__ldg(idx + e);
+                w[u] = __ldg(((r & 1u) ? v : k) + row * C + c);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < GR_UNROLL; u++) x ^= w[u].x ^ w[u].y ^ w[u].z ^ w[u].w;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x ^= __shfl_xor_sync(0xffffffffu, x, o);
+    if ((threadIdx.x & 31) == 0 && x) atomicXor(out, x);
+}
