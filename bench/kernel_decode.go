@@ -8,7 +8,7 @@ import (
 func init() {
 	registerKernel(kernelSpec{name: KernelDense, doc: "split-K dense decode over the whole KV cache", plain: true, run: (*runner).decode})
 	registerKernel(kernelSpec{name: KernelSparse, doc: "gather decode over random index lists of k = N/sparsity rows (one position per stride)", run: (*runner).decode})
-	registerKernel(kernelSpec{name: KernelRows, doc: "reads only the K/V rows of the sparse kernel's index lists (the same lists): the random-row read ceiling of the gather", run: (*runner).rows})
+	registerKernel(kernelSpec{name: KernelRows, doc: "reads only the K/V rows of the sparse kernel's index lists (the same lists; no softmax, no partials): what reading those random rows alone costs", run: (*runner).rows})
 }
 
 // decode times the dense or sparse decode kernel.

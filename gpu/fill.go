@@ -90,10 +90,11 @@ func GatherRowBytes(sh Shape, sel Selection, k int) int64 {
 
 // EnqueueGatherRows reads, on stream s, the K and V rows (16-bit, [Batch]
 // [KVHeads][Context][HeadDim]) of the index lists idx (int32, [Batch]
-// [Lists(sel)][k]) as the gather decode does, and nothing else: its time
-// is the rate at which the device reads such random rows, the ceiling of
-// the gather. The xor of every 32-bit word read is xor-ed into the uint32
-// at out (zero it for a checksum).
+// [Lists(sel)][k]) as the gather decode does, and nothing else (16-byte
+// loads, eight rows in flight per thread): what reading those random rows
+// alone costs, beside the gather. It is a plain reader, not a ceiling. The
+// xor of every 32-bit word read is xor-ed into the uint32 at out (zero it
+// for a checksum).
 func (c *Ctx) EnqueueGatherRows(s Stream, sh Shape, sel Selection, k int, kb, vb, idx, out Buffer) error {
 	if err := sh.Validate(); err != nil {
 		return err
