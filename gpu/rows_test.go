@@ -41,30 +41,22 @@ func TestGatherRowsChecksum(t *testing.T) {
 			}
 			var got [1]uint32
 			err := d.Do(func(c *Ctx) error {
-				var bufs []Buffer
-				defer func() {
-					for _, b := range bufs {
-						c.Free(b)
-					}
-				}()
-				for _, src := range [][]uint16{kv.raw, vv.raw} {
-					b, err := Upload(c, src)
-					if err != nil {
-						return err
-					}
-					bufs = append(bufs, b)
+				in, free, err := uploadInputs(c, nil, kv, vv) // no queries: the rows alone
+				defer free()
+				if err != nil {
+					return err
 				}
 				ib, err := Upload(c, idx)
 				if err != nil {
 					return err
 				}
-				bufs = append(bufs, ib)
+				defer c.Free(ib)
 				out, err := Upload(c, []uint32{0})
 				if err != nil {
 					return err
 				}
-				bufs = append(bufs, out)
-				if err := c.EnqueueGatherRows(0, s, tc.sel, tc.k, bufs[0], bufs[1], ib, out); err != nil {
+				defer c.Free(out)
+				if err := c.EnqueueGatherRows(0, s, tc.sel, tc.k, in.K, in.V, ib, out); err != nil {
 					return err
 				}
 				if err := c.Sync(); err != nil {
