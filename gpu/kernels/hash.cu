@@ -232,9 +232,36 @@ key_codes(const unsigned short* __restrict__ k, const float* __restrict__ w, int
 #define KHEADS SEL_HEADS
 #endif
 
+// Bit planes. Where one key code serves the list's G = SEL_HEADS > 1 query
+// heads, the sum over g of popcount(q_g ^ k) depends on bit b of k only
+// through n_b, the number of the q_g with bit b set: it adds n_b if k_b is
+// 0 and G - n_b if it is 1, so it is C + sum over b of k_b * (G - 2 n_b),
+// C = sum n_b. Split |G - 2 n_b| into binary digits: with P_j (N_j) the
+// bits whose weight is positive (negative) with digit j set,
+//   sum_b k_b (G - 2 n_b) = sum_j 2^j (popc(k & P_j) - popc(k & N_j))
+//                         = sum_j 2^j (popc((k & P_j) | (~k & N_j)) - popc(N_j))
+// (P_j and N_j are disjoint). So a key costs one popcount per digit of G
+// (2 for G = 4, 3 for G = 8) instead of G, with the masks and constants
+// computed once per list from the query codes; the score is the same
+// integer. Digits: from 1 (G even: every weight is even) or 0 (G odd) up
+// to floor(log2 G).
+__host__ __device__ constexpr int ilog2c(int x) { return x < 2 ? 0 : 1 + ilog2c(x / 2); }
+#if KHEADS == 1 && SEL_HEADS > 1
+#define PLANES 1
+#define PL_LO (SEL_HEADS % 2 == 0 ? 1 : 0)
+#define NPL (ilog2c(SEL_HEADS) - PL_LO + 1)  // planes
+#define NCB (ilog2c(SEL_HEADS) + 1)          // bits of a count 0..SEL_HEADS
+#else
+#define PLANES 0
+#endif
+
 struct Scorer {
     unsigned int q[SEL_HEADS][WORDS];
     const unsigned int* kc[SEL_HEADS];  // code-head bases, [N][WORDS]
+#if PLANES
+    unsigned int pm[NPL][WORDS], nm[NPL][WORDS];  // P_j, N_j of each word
+    int base;                                      // the score of a key with no plane bit taken
+#endif
 
     __device__ __forceinline__ void init(const unsigned int* qc, const unsigned int* __restrict__ kcodes, int b, int list,
                                          int hq, int N) {
@@ -261,6 +288,63 @@ struct Scorer {
 #pragma unroll
             for (int w = 0; w < WORDS; w++) q[g][w] = __ldcg(qc + ((size_t)b * hq + h) * WORDS + w);
         }
+#if PLANES
+        // score = G*BITS - sum_w (C_w + sum_j 2^j (popc(mux_j) - popc(N_j)))
+        base = SEL_HEADS * BITS;
+#pragma unroll
+        for (int w = 0; w < WORDS; w++) {
+            unsigned int acc[NCB];  // bit-sliced n_b: bit i of every n_b in acc[i]
+#pragma unroll
+            for (int i = 0; i < NCB; i++) acc[i] = 0u;
+#pragma unroll
+            for (int g = 0; g < SEL_HEADS; g++) {
+                unsigned int c = q[g][w];
+#pragma unroll
+                for (int i = 0; i < NCB; i++) {
+                    const unsigned int t = acc[i] & c;
+                    acc[i] ^= c;
+                    c = t;
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < NCB; i++) base -= __popc(acc[i]) << i;  // C_w
+#pragma unroll
+            for (int j = 0; j < NPL; j++) pm[j][w] = nm[j][w] = 0u;
+#pragma unroll
+            for (int v = 0; v <= SEL_HEADS; v++) {
+                unsigned int e = ~0u;  // the bits with n_b == v
+#pragma unroll
+                for (int i = 0; i < NCB; i++) e &= ((v >> i) & 1) ? acc[i] : ~acc[i];
+                const int wt = SEL_HEADS - 2 * v, mag = wt < 0 ? -wt : wt;
+#pragma unroll
+                for (int j = 0; j < NPL; j++)
+                    if ((mag >> (PL_LO + j)) & 1) {
+                        if (wt > 0)
+                            pm[j][w] |= e;
+                        else
+                            nm[j][w] |= e;
+                    }
+            }
+#pragma unroll
+            for (int j = 0; j < NPL; j++) base += __popc(nm[j][w]) << (PL_LO + j);
+        }
+#endif
+    }
+
+    // score_word is the score of word w of a key code whose other words
+    // score nothing: with one word, the key's score.
+    __device__ __forceinline__ int score_word(unsigned int k, int w) const {
+#if PLANES
+        int s = w == 0 ? base : 0;
+#pragma unroll
+        for (int j = 0; j < NPL; j++) s -= __popc((k & pm[j][w]) | (~k & nm[j][w])) << (PL_LO + j);
+        return s;
+#else
+        int s = 0;
+#pragma unroll
+        for (int g = 0; g < SEL_HEADS; g++) s += 32 - __popc(q[g][w] ^ k);
+        return s;
+#endif
     }
 
     // load fetches key j's code words (of each key-code head of the list).
@@ -273,10 +357,15 @@ struct Scorer {
 
     __device__ __forceinline__ int score_of(const unsigned int (&k)[KHEADS][WORDS]) const {
         int s = 0;
+#if KHEADS == 1
+#pragma unroll
+        for (int w = 0; w < WORDS; w++) s += score_word(k[0][w], w);
+#else
 #pragma unroll
         for (int g = 0; g < SEL_HEADS; g++)
 #pragma unroll
-            for (int w = 0; w < WORDS; w++) s += 32 - __popc(q[g][w] ^ k[KHEADS == 1 ? 0 : g][w]);
+            for (int w = 0; w < WORDS; w++) s += 32 - __popc(q[g][w] ^ k[g][w]);
+#endif
         return s;
     }
 
@@ -693,9 +782,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
                 unsigned int packed = 0;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    int sv = 0;
-#pragma unroll
-                    for (int g = 0; g < SEL_HEADS; g++) sv += 32 - __popc(sc.q[g][0] ^ w[e]);
+                    const int sv = sc.score_word(w[e], 0);
                     atomicAdd(&hist[warp][sv], 1);
                     if (pack)
                         packed |= (unsigned int)sv << (8 * e);
