@@ -344,22 +344,23 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
         }
     }
 #if MMA_FUSE
-    // The last block of this head block to finish merges the splits
-    // (threadfence-reduction pattern). It resets the counter for the next
-    // call.
+    // The last block of this head block to finish merges the splits. It
+    // resets the counter for the next call. The block's partials are
+    // ordered before thread 0's count by the barrier, and the count is an
+    // acquire-release atomic at GPU scope (as CUTLASS's semaphore): the last
+    // block sees every block's partials after its own barrier, with no
+    // fence by every thread first.
     __shared__ int mm_last;
-    __threadfence();  // this thread's partials before the block's count
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
         int* ctr = cnt + (size_t)b * gridDim.y + hb;
-        const int done = atomicAdd(ctr, 1);
+        int done;
+        asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(done) : "l"(ctr) : "memory");
         mm_last = done == splits - 1;
         if (mm_last) *ctr = 0;
     }
     __syncthreads();
     if (!mm_last) return;
-    __threadfence();
     for (int e = threadIdx.x; e < GROUP * HEAD_DIM; e += MMA_WARPS * 32) {
         const int g = e / HEAD_DIM, c = e % HEAD_DIM;
         const size_t bh = (size_t)b * hq + qh0 + g;
