@@ -32,8 +32,9 @@ func init() {
 
 // hash times the HashAttention step (query codes, counting select, sparse
 // decode: stage "step"), its select alone (stage "select": query codes and
-// counting select; bytes = two reads of the key codes) and the query MLP
-// alone (stage "qcode"; bytes = the query maps), on random
+// counting select; bytes = two reads of the key codes), two plain reads of
+// the key codes (stage "reads") and the query MLP alone (stage "qcode";
+// bytes = the query maps), on random
 // key codes and random query maps. The key codes are random words rather
 // than the key MLP's output: the step's cost does not depend on their
 // values beyond the score histogram, which random codes make binomial.
@@ -71,6 +72,17 @@ func (r *runner) hash(sh Shape, k Kernel, sparsity float64, in gpu.DecodeInputs)
 		return err
 	}
 	if err := r.timeModes(sh, k, sparsity, b.Total, "select", 2*h.SelectBytes(), []bool{true}, func() error { return h.EnqueueSelect(c, r.s, in.Q, qw, kc) }); err != nil {
+		return err
+	}
+	// two plain reads of the key codes: the measured reference of the
+	// select (a counting select needs the scores twice: histogram, then
+	// compaction)
+	if err := r.timeModes(sh, k, sparsity, b.Total, "reads", 2*h.KeyCodeBytes(), []bool{true}, func() error {
+		if err := c.EnqueueRead(kc, r.s); err != nil {
+			return err
+		}
+		return c.EnqueueRead(kc, r.s)
+	}); err != nil {
 		return err
 	}
 	qwBytes := int64(sh.Heads) * int64(h.MapFloats()) * 4

@@ -157,6 +157,19 @@ func (c *Ctx) FlushBuffer() (Buffer, error) {
 	return b, c.Sync()
 }
 
+// EnqueueRead reads buffer b once on s (16-byte loads over the whole
+// device, the words' xor kept only so the loads stay; a tail of fewer
+// than 16 bytes is not read): the time of a plain streaming read of b,
+// a reference for kernels that must read it (the counting select reads
+// its key codes).
+func (c *Ctx) EnqueueRead(b Buffer, s Stream) error {
+	f, err := c.utilFunc("flush_read")
+	if err != nil {
+		return err
+	}
+	return c.Launch(f, Dim3{X: uint32(c.d.Props.SMs * 8)}, Dim3{X: 256}, 0, s, b, b.Size/16, uintptr(0))
+}
+
 // FlushL2 evicts L2 on s through the flush buffer b: by writing it (seed
 // as every word: L2 is left full of dirty lines) or, with clean, by
 // reading it (L2 is left holding clean lines).
@@ -164,10 +177,5 @@ func (c *Ctx) FlushL2(b Buffer, clean bool, seed uint32, s Stream) error {
 	if !clean {
 		return c.Fill32(b, seed, s)
 	}
-	f, err := c.utilFunc("flush_read")
-	if err != nil {
-		return err
-	}
-	n := b.Size / 16
-	return c.Launch(f, Dim3{X: uint32(c.d.Props.SMs * 8)}, Dim3{X: 256}, 0, s, b, n, uintptr(0))
+	return c.EnqueueRead(b, s)
 }

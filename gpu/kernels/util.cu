@@ -63,9 +63,9 @@ extern "C" __global__ void fill_u32(unsigned int* dst, unsigned long long n, uns
 // the benchmark protocol (events, graph launch, block scheduling).
 extern "C" __global__ void noop() {}
 
-// flush_read reads n 16-byte words of p (a buffer of twice the L2 size):
-// L2 then holds clean lines of p only, so the timed call that follows
-// evicts without write-backs (a memset flush leaves the L2 full of dirty
+// flush_read reads n 16-byte words of p. On a buffer of twice the L2 size
+// it is the clean flush: L2 then holds clean lines of p only, so the timed
+// call that follows evicts without write-backs (a memset flush leaves the L2 full of dirty
 // lines, whose write-backs the timed call pays for). sink is written only
 // if the words' xor has an impossible value, so the loads stay.
 extern "C" __global__ void flush_read(const uint4* __restrict__ p, unsigned long long n, unsigned int* sink) {
