@@ -17,8 +17,9 @@ import (
 // before each call, the select launched alone. For each point of
 // HashTracePoints after the entry it reports the median over calls of the
 // median over blocks of (the block's stamp - the grid's first entry), in
-// µs, with NAME-max-us the same for the latest block at that point, and
-// last-us, the latest block's end.
+// µs, with NAME-max-us the same for the latest block at that point,
+// last-us, the latest block's end, and the select's registers per thread
+// and blocks per list.
 func BenchmarkHashSelectPhases(b *testing.B) {
 	d := device(b)
 	old := hashTuning
@@ -41,6 +42,7 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 			rng := rand.New(rand.NewPCG(7, uint64(bc.n)))
 			var per [HashTracePoints][]float64      // per point after the entry, then the last end
 			var most [HashTracePoints - 1][]float64 // per point after the entry: the latest block
+			var regs, blocks int
 			err := d.Do(func(c *Ctx) error {
 				h, err := NewHashStep(c, s, bc.sel, 32, bc.codeHeads, bud)
 				if err != nil {
@@ -50,6 +52,7 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 				if !h.Fused {
 					return fmt.Errorf("%s: the fused select does not fit", bc.name)
 				}
+				regs, blocks = h.fused.Regs, h.FusedBlocks
 				kc := make([]uint32, h.KeyCodeBytes()/4)
 				for i := range kc {
 					kc[i] = rng.Uint32()
@@ -114,6 +117,8 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 			}
 			m, _, _ := Quantiles(per[HashTracePoints-1])
 			b.ReportMetric(m, "last-us")
+			b.ReportMetric(float64(regs), "regs")
+			b.ReportMetric(float64(blocks), "blocks/list")
 		})
 	}
 }
