@@ -184,6 +184,14 @@ type DecodeTuning struct {
 	// Fuse makes the tensor-core kernel's last block per head block merge
 	// the splits itself (no decode_combine launch).
 	Fuse bool
+	// EvictFirst makes the tensor-core gather (sparse decode) load K/V
+	// rows under an L2 evict-first policy: rows read once displace each
+	// other rather than other lines (after a write flush, the dirty lines
+	// it left, whose write-backs the call then does not pay). Dense decode
+	// keeps the normal policy: on the H200 its 4 GiB stream at 1M was 2.7%
+	// slower with it after a write flush, and no faster after a read flush
+	// (docs/gpu-notes.md, session 7).
+	EvictFirst bool
 }
 
 // String renders t in the HBENCH_DECODE syntax.
@@ -194,8 +202,8 @@ func (t DecodeTuning) String() string {
 		}
 		return 0
 	}
-	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d",
-		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse))
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d,evict=%d",
+		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse), b(t.EvictFirst))
 }
 
 // DefaultDecodeTuning returns the tuning for a group size (query heads
@@ -205,7 +213,7 @@ func (t DecodeTuning) String() string {
 func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 	// Measured best on the H200 (docs/gpu-notes.md): 256 threads, tile 2,
 	// owner-lane softmax; 128 registers, 2 blocks/SM for group 4.
-	t := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 2, MMA: 4, Warps: 8, Stages: 3, KeyTile: 16, Fuse: true}
+	t := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 2, MMA: 4, Warps: 8, Stages: 3, KeyTile: 16, Fuse: true, EvictFirst: true}
 	if group >= 8 {
 		// Group 8 needs about 255 registers at 256 threads.
 		t.Threads = 128
@@ -249,8 +257,10 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 			t.KeyTile = n
 		case "fuse":
 			t.Fuse = n != 0
+		case "evict":
+			t.EvictFirst = n != 0
 		default:
-			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse)", k)
+			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse, evict)", k)
 		}
 	}
 	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 || t.Scatter < 0 || t.Scatter > 2 ||
@@ -292,9 +302,12 @@ func DecodeDefines(s Shape, sel Selection, t DecodeTuning) map[string]string {
 	if UsesMMA(s, sel, t) {
 		d["MMA_WARPS"], d["MMA_STAGES"], d["MMA_KT"] = strconv.Itoa(t.Warps), strconv.Itoa(t.Stages), strconv.Itoa(t.KeyTile)
 		d["DECODE_MMA"] = "1"
-		d["MMA_FUSE"] = "0"
+		d["MMA_FUSE"], d["MMA_EVICT"] = "0", "0"
 		if t.Fuse {
 			d["MMA_FUSE"] = "1"
+		}
+		if t.EvictFirst && sel != Dense {
+			d["MMA_EVICT"] = "1"
 		}
 	}
 	return d

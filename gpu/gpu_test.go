@@ -394,7 +394,7 @@ func TestCompileAllArchs(t *testing.T) {
 			}
 		}
 		// The tensor-core module (group >= 4 by default; every group with
-		// mma=1), both key tiles.
+		// mma=1), both key tiles, the L2 policy on (kt 16) and off (kt 32).
 		for _, d := range []int{64, 128} {
 			for _, g := range []int{1, 4, 8} {
 				for _, dt := range []string{BF16, FP16} {
@@ -403,7 +403,7 @@ func TestCompileAllArchs(t *testing.T) {
 							continue
 						}
 						s := Shape{Batch: 1, Heads: g, KVHeads: 1, HeadDim: d, Context: 1, DType: dt}
-						tune := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 1, MMA: 1, Warps: 4, Stages: 3, KeyTile: kt}
+						tune := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 1, MMA: 1, Warps: 4, Stages: 3, KeyTile: kt, EvictFirst: kt == 16}
 						if _, err := Compile("decode.cu", MMASource(), arch, DecodeDefines(s, Dense, tune)); err != nil {
 							t.Fatalf("mma %s d=%d g=%d %s kt=%d: %v", arch, d, g, dt, kt, err)
 						}

@@ -100,7 +100,7 @@ func HashDefines(s Shape, sel Selection, bits, codeHeads int) map[string]string 
 		"IN_DIM": strconv.Itoa(s.HeadDim), "HID": strconv.Itoa(HashHidden), "BITS": strconv.Itoa(bits),
 		"SEL_HEADS": strconv.Itoa(selHeads), "CODE_DIV": strconv.Itoa(s.Heads / codeHeads), "DTYPE_BF16": bf,
 		"MLP_PREFETCH": strconv.Itoa(min(max(hashTuning.prefetch, 0), 1)), "MLP_PARTS": strconv.Itoa(hashTuning.parts),
-		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "SEL_VF": strconv.Itoa(cmp.Or(hashTuning.vf, 4)), "SEL_TRACE": strconv.Itoa(min(max(hashTuning.trace, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
+		"SEL_MLP": strconv.Itoa(min(max(hashTuning.mlp, 0), 1)), "SEL_MINB": strconv.Itoa(hashTuning.minb), "SEL_VF": strconv.Itoa(cmp.Or(hashTuning.vf, 4)), "SEL_TRACE": strconv.Itoa(min(max(hashTuning.trace, 0), 1)), "SEL_EVICT": strconv.Itoa(min(max(hashTuning.evict, 0), 1)), "MLP_PRELOAD": strconv.Itoa(min(max(hashTuning.preload, 0), 1)),
 	}
 }
 
@@ -236,9 +236,11 @@ func NewHashStep(c *Ctx, s Shape, sel Selection, bits, codeHeads int, b budget.B
 // measured 2-5 us slower at 128K and 2-4 us faster at 1M, docs/gpu-notes.md);
 // "vf=N" sets the 16-byte code loads per lane per round of the fused
 // select's one-word scoring (0, the default: selVF chooses; 2, 4 or 8);
-// "trace=1" makes the fused select stamp its phases (SelectTrace).
-var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace int } {
-	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0, 0, 0}
+// "trace=1" makes the fused select stamp its phases (SelectTrace);
+// "evict=0" loads the one-word key codes without the L2 evict-first
+// policy (read once, they otherwise displace each other first).
+var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace, evict int } {
+	t := struct{ fused, bps, prefetch, parts, coop, mlp, pdl, preload, smem, minb, vf, trace, evict int }{1, 4, 1, 4, 1, 0, 1, 1, 1, 0, 0, 0, 1}
 	for _, kv := range strings.Split(os.Getenv("HBENCH_HASH"), ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		n, err := strconv.Atoi(v)
@@ -268,8 +270,10 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 			t.vf = n
 		case ok && err == nil && k == "trace":
 			t.trace = n
+		case ok && err == nil && k == "evict":
+			t.evict = n
 		default:
-			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1|2, preload=0|1, smem=0|1, minb=0..8, vf=0|2|4|8 or trace=0|1", kv))
+			panic(fmt.Sprintf("HBENCH_HASH: %q is not fused=0|1, bps=N, prefetch=0|1, parts=2|4|8, coop=0|1, mlp=0|1, pdl=0|1|2, preload=0|1, smem=0|1, minb=0..8, vf=0|2|4|8, trace=0|1 or evict=0|1", kv))
 		}
 	}
 	return t
@@ -278,7 +282,7 @@ var hashTuning = func() struct{ fused, bps, prefetch, parts, coop, mlp, pdl, pre
 // HashTuningString is the step's tuning in force, for result files.
 func HashTuningString() string {
 	t := hashTuning
-	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,minb=%d,vf=%d,trace=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.minb, t.vf, t.trace)
+	return fmt.Sprintf("fused=%d,bps=%d,prefetch=%d,parts=%d,coop=%d,mlp=%d,pdl=%d,preload=%d,smem=%d,minb=%d,vf=%d,trace=%d,evict=%d", t.fused, t.bps, t.prefetch, t.parts, t.coop, t.mlp, t.pdl, t.preload, t.smem, t.minb, t.vf, t.trace, t.evict)
 }
 
 // planFused sizes the fused select: every block of the grid must be

@@ -12,12 +12,12 @@ func TestDecodeTuningEnv(t *testing.T) {
 		want  string // DecodeTuning.String(), or an error substring
 		isErr bool
 	}{
-		{"", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
-		{"", 8, "threads=128,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
-		{"tile=4,scatter=0", 4, "threads=256,tile=4,minb=0,prefetch=1,scatter=0,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
-		{"threads=128,minb=4,prefetch=0,group=1", 1, "threads=128,tile=2,minb=4,prefetch=0,scatter=2,group=1,mma=4,warps=8,stages=3,kt=16,fuse=1", false},
-		{"mma=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=0,warps=8,stages=3,kt=16,fuse=1", false},
-		{"mma=1,warps=8,stages=2,kt=32,fuse=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=1,warps=8,stages=2,kt=32,fuse=0", false},
+		{"", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1", false},
+		{"", 8, "threads=128,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1", false},
+		{"tile=4,scatter=0", 4, "threads=256,tile=4,minb=0,prefetch=1,scatter=0,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1", false},
+		{"threads=128,minb=4,prefetch=0,group=1", 1, "threads=128,tile=2,minb=4,prefetch=0,scatter=2,group=1,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1", false},
+		{"mma=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=0,warps=8,stages=3,kt=16,fuse=1,evict=1", false},
+		{"mma=1,warps=8,stages=2,kt=32,fuse=0,evict=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=1,warps=8,stages=2,kt=32,fuse=0,evict=0", false},
 		{"tile=3", 4, "bad tuning", true},
 		{"kt=8", 4, "bad tuning", true},
 		{"stages=1", 4, "bad tuning", true},
@@ -53,6 +53,22 @@ func TestDecodeDefines(t *testing.T) {
 	}
 	if d := DecodeDefines(s, PerKVHead, tune); d["GROUP"] != "4" {
 		t.Errorf("group override must not apply to per-kv-head lists: %v", d)
+	}
+	// the L2 evict-first policy: the tensor-core gather only, when asked
+	mma := DecodeTuning{MMA: 4, Warps: 8, Stages: 3, KeyTile: 16, Fuse: true, EvictFirst: true}
+	for _, tc := range []struct {
+		sel   Selection
+		evict bool
+		want  string
+	}{
+		{PerKVHead, true, "1"},
+		{PerKVHead, false, "0"},
+		{Dense, true, "0"},
+	} {
+		mma.EvictFirst = tc.evict
+		if got := DecodeDefines(s, tc.sel, mma)["MMA_EVICT"]; got != tc.want {
+			t.Errorf("%v evict=%v: MMA_EVICT %q, want %q", tc.sel, tc.evict, got, tc.want)
+		}
 	}
 }
 

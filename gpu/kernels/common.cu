@@ -37,6 +37,17 @@ __device__ __forceinline__ float hi16(unsigned int w) {
 #endif
 }
 
+// l2_evict_first returns an L2 cache policy (sm_80+) under which the
+// lines a load brings in are the first its L2 set evicts: for data read
+// once (K/V rows, key codes), so that it displaces itself rather than
+// other data (in a cold timing: the dirty lines the flush left, whose
+// write-backs the call would otherwise pay for).
+__device__ __forceinline__ unsigned long long l2_evict_first() {
+    unsigned long long p;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+    return p;
+}
+
 // Programmatic dependent launch (sm_90+; no-ops before, and when the
 // kernel was not launched with gpu.Ctx.LaunchPDL). pdl_wait blocks until
 // the kernel before this one on the stream has finished and its writes are

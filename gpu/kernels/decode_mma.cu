@@ -16,6 +16,9 @@
 //   MMA_FUSE    1: the last block of a head block to finish merges all
 //               splits (log-sum-exp) and writes the output, so no
 //               decode_combine launch; 0: decode_combine does it
+//   MMA_EVICT   1: K/V rows are loaded under an L2 evict-first policy
+//               (read once: they displace each other, not other data);
+//               gpu.DecodeDefines sets it for the gather only
 //
 // Fragments (m16n8k16, groupID = lane/4, tig = lane%4):
 //   QK: S[row][key] = A[row][d] * K[key][d]: rows 0..7 of A hold the high
@@ -55,6 +58,9 @@
 #ifndef MMA_FUSE
 #define MMA_FUSE 1
 #endif
+#ifndef MMA_EVICT
+#define MMA_EVICT 1
+#endif
 
 #define MM_CHUNKS (HEAD_DIM / 8)           // 16-byte chunks per row
 #define MM_ROWB (HEAD_DIM * 2)             // bytes per row
@@ -84,8 +90,14 @@ __device__ __forceinline__ unsigned mm_smem(const void* p) {
 
 // mm_cp16 copies 16 bytes global -> shared, asynchronously; bytes < 16
 // zero-fills the rest (0: reads nothing).
-__device__ __forceinline__ void mm_cp16(unsigned dst, const void* src, int bytes) {
+__device__ __forceinline__ void mm_cp16(unsigned dst, const void* src, int bytes, unsigned long long pol) {
+#if MMA_EVICT
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src), "r"(bytes),
+                 "l"(pol)
+                 : "memory");
+#else
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+#endif
 }
 __device__ __forceinline__ void mm_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N>
@@ -148,7 +160,7 @@ __device__ __forceinline__ int mm_index(const int* __restrict__ il, int tb, int 
 // of a gather tile (lane j % MMA_KT has key j's row).
 template <bool GATHER>
 __device__ __forceinline__ void mm_issue(unsigned kb, const char* __restrict__ k, const char* __restrict__ v,
-                                         size_t rowbase, int tb, int end, int ix, int lane) {
+                                         size_t rowbase, int tb, int end, int ix, int lane, unsigned long long pol) {
     constexpr int KP = 32 / MM_CHUNKS;  // keys per pass of the warp
     const int c = lane % MM_CHUNKS, r = lane / MM_CHUNKS;
 #pragma unroll
@@ -159,8 +171,8 @@ __device__ __forceinline__ void mm_issue(unsigned kb, const char* __restrict__ k
         if (!ok) row = 0;
         const size_t g = (rowbase + (size_t)row) * MM_ROWB + (size_t)c * 16;
         const unsigned so = (unsigned)(j * MM_ROWB + ((c ^ (j & 7)) << 4));
-        mm_cp16(kb + so, k + g, ok ? 16 : 0);
-        mm_cp16(kb + MM_TILEB + so, v + g, ok ? 16 : 0);
+        mm_cp16(kb + so, k + g, ok ? 16 : 0, pol);
+        mm_cp16(kb + MM_TILEB + so, v + g, ok ? 16 : 0, pol);
     }
 }
 
@@ -186,6 +198,11 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     const unsigned wbase = mm_smem(mm_sm) + warp * MM_WARPB;
     const int tstride = MMA_WARPS * MMA_KT;
     const int tb0 = start + warp * MMA_KT;  // list position of this warp's tile 0
+#if MMA_EVICT
+    const unsigned long long pol = l2_evict_first();
+#else
+    const unsigned long long pol = 0;
+#endif
 
     // Every load of the start is issued before any is waited for: q, the
     // index lists of the first MMA_STAGES tiles, then (once the indices
@@ -206,7 +223,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     for (int s = 0; s < MMA_STAGES; s++) ixp[s] = mm_index<GATHER>(il, tb0 + s * tstride, end, lane);
 #pragma unroll
     for (int s = 0; s < MMA_STAGES - 1; s++) {
-        if (s < wt) mm_issue<GATHER>(wbase + s * MM_STAGEB, k, v, rowbase, tb0 + s * tstride, end, ixp[s], lane);
+        if (s < wt) mm_issue<GATHER>(wbase + s * MM_STAGEB, k, v, rowbase, tb0 + s * tstride, end, ixp[s], lane, pol);
         mm_commit();
     }
     int ixn = ixp[MMA_STAGES - 1];  // rows of the next tile to issue (loaded one issue ahead)
@@ -235,7 +252,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
                 const int ixc = ixn;
                 ixn = mm_index<GATHER>(il, tb0 + (ni + 1) * tstride, end, lane);
                 mm_issue<GATHER>(wbase + (ni % MMA_STAGES) * MM_STAGEB, k, v, rowbase, tb0 + ni * tstride, end, ixc,
-                                 lane);
+                                 lane, pol);
             }
             mm_commit();
         }

@@ -607,6 +607,23 @@ __device__ __forceinline__ void sel_stamp(int p) {
 #ifndef SEL_VF
 #define SEL_VF 4  // 16-byte code loads per thread per round of the one-word scoring
 #endif
+#ifndef SEL_EVICT
+#define SEL_EVICT 1  // 1: the one-word scoring loads the key codes under an L2 evict-first policy
+#endif
+
+// ld_codes loads 16 bytes of key codes (read once by the select), under
+// the L2 policy pol where SEL_EVICT.
+__device__ __forceinline__ uint4 ld_codes(const uint4* p, unsigned long long pol) {
+#if SEL_EVICT
+    uint4 r;
+    asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p), "l"(pol));
+    return r;
+#else
+    return __ldg(p);
+#endif
+}
 #define BAR_STRIDE 32  // one 128-byte line of barrier state per list
 
 #ifndef SEL_MLP
@@ -757,10 +774,15 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
         const uint4* kv = (const uint4*)(sc.kc[0] + a0);  // 16-byte aligned
         // byte scores of 4 keys go out in one 4-byte store where aligned
         const bool pack = sizeof(score_t) == 1 && ((a0 - start) & 3) == 0;
+#if SEL_EVICT
+        const unsigned long long pol = l2_evict_first();
+#else
+        const unsigned long long pol = 0;
+#endif
         uint4 k[VF];
 #pragma unroll
         for (int u = 0; u < VF; u++)
-            if (a0 + (u * 32 + lane) * 4 < a1) k[u] = __ldg(kv + u * 32 + lane);
+            if (a0 + (u * 32 + lane) * 4 < a1) k[u] = ld_codes(kv + u * 32 + lane, pol);
         {
             const int j = lane < a0 - wa ? wa + lane : a1 + lane - (a0 - wa);
             if (j < wb && (j < a0 || j >= a1)) {
@@ -773,7 +795,7 @@ select_fused(unsigned int* qc, const unsigned int* __restrict__ kcodes, int N, i
             uint4 kn[VF];
 #pragma unroll
             for (int u = 0; u < VF; u++)
-                if (r0 + STEP + (u * 32 + lane) * 4 < a1) kn[u] = __ldg(kv + (r0 + STEP - a0) / 4 + u * 32 + lane);
+                if (r0 + STEP + (u * 32 + lane) * 4 < a1) kn[u] = ld_codes(kv + (r0 + STEP - a0) / 4 + u * 32 + lane, pol);
 #pragma unroll
             for (int u = 0; u < VF; u++) {
                 const int jb = r0 + (u * 32 + lane) * 4 - start;
