@@ -125,6 +125,7 @@ type Decoder struct {
 	// shared memory in bytes.
 	Threads, Smem int
 	group         int
+	mod           *Module
 	partial       *Func
 	combine       *Func
 	pacc          Buffer
@@ -192,6 +193,9 @@ type DecodeTuning struct {
 	// slower with it after a write flush, and no faster after a read flush
 	// (docs/gpu-notes.md, session 7).
 	EvictFirst bool
+	// Trace makes the tensor-core kernel stamp each warp's phases into a
+	// device buffer (Decoder.Trace; a diagnostic).
+	Trace bool
 }
 
 // String renders t in the HBENCH_DECODE syntax.
@@ -202,8 +206,8 @@ func (t DecodeTuning) String() string {
 		}
 		return 0
 	}
-	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d,evict=%d",
-		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse), b(t.EvictFirst))
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d,evict=%d,trace=%d",
+		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse), b(t.EvictFirst), b(t.Trace))
 }
 
 // DefaultDecodeTuning returns the tuning for a group size (query heads
@@ -259,8 +263,10 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 			t.Fuse = n != 0
 		case "evict":
 			t.EvictFirst = n != 0
+		case "trace":
+			t.Trace = n != 0
 		default:
-			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse, evict)", k)
+			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse, evict, trace)", k)
 		}
 	}
 	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 || t.Scatter < 0 || t.Scatter > 2 ||
@@ -308,6 +314,9 @@ func DecodeDefines(s Shape, sel Selection, t DecodeTuning) map[string]string {
 		}
 		if t.EvictFirst && sel != Dense {
 			d["MMA_EVICT"] = "1"
+		}
+		if t.Trace {
+			d["MMA_TRACE"] = "1"
 		}
 	}
 	return d
@@ -385,6 +394,7 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.mod = mod
 	if d.partial, err = c.Func(mod, name); err != nil {
 		return nil, err
 	}
@@ -482,6 +492,45 @@ func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 		return err
 	}
 	return c.Launch(d.combine, Dim3{X: uint32(sh.Batch * sh.Heads)}, Dim3{X: uint32(sh.HeadDim)}, 0, s, d.pacc, d.pml, d.Splits, d.Out)
+}
+
+// DecodeTracePoints is the number of phase stamps per warp of a traced
+// tensor-core decode (Decoder.Trace).
+const DecodeTracePoints = 8
+
+// Trace reads the phase stamps of the decoder's last launch, made with
+// HBENCH_DECODE=trace=1 (a diagnostic; the tensor-core kernel only): per
+// block (split + Splits*(head block + head blocks*batch)) and warp, the
+// %globaltimer (ns) as lane 0 passed each point: 0 start, 1 its first
+// tiles' copies issued, 2 tile 0 arrived, 3 its last tile arrived, 4 its
+// tiles done, 5 the block's partials written, 6 past the block's count of
+// finished splits, 7 the merge done (the merging block only); 0 where a
+// warp had no tile or a block did not merge.
+func (d *Decoder) Trace(c *Ctx) ([][][DecodeTracePoints]uint64, error) {
+	if !d.MMA || !d.Tuning.Trace {
+		return nil, fmt.Errorf("decode trace: needs the tensor-core kernel with HBENCH_DECODE=trace=1")
+	}
+	g, err := c.Global(d.mod, "mm_trace")
+	if err != nil {
+		return nil, err
+	}
+	w := d.Tuning.Warps
+	n := d.Splits * d.Shape.Batch * d.Shape.Heads / d.group
+	raw := make([]uint64, g.Size/8)
+	if err := Download(c, raw, g); err != nil {
+		return nil, err
+	}
+	if n*w*DecodeTracePoints > len(raw) {
+		return nil, fmt.Errorf("decode trace: %d blocks, room for %d", n, len(raw)/(w*DecodeTracePoints))
+	}
+	out := make([][][DecodeTracePoints]uint64, n)
+	for i := range out {
+		out[i] = make([][DecodeTracePoints]uint64, w)
+		for j := range out[i] {
+			copy(out[i][j][:], raw[(i*w+j)*DecodeTracePoints:])
+		}
+	}
+	return out, nil
 }
 
 // Free releases the decoder's buffers.

@@ -1,6 +1,10 @@
 package gpu
 
 import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -21,39 +25,16 @@ func BenchmarkColdFixedCost(b *testing.B) {
 	k := s.Context / 32
 	res := map[string]float64{}
 	err := d.Do(func(c *Ctx) error {
-		in := DecodeInputs{}
-		var err error
-		if in.Q, err = c.Alloc(int64(s.Heads*s.HeadDim) * 4); err != nil {
+		in, free, err := deviceInputs(c, s, k)
+		defer free()
+		if err != nil {
 			return err
 		}
-		defer c.Free(in.Q)
-		if in.K, err = c.Alloc(s.KVBytes() / 2); err != nil {
-			return err
-		}
-		defer c.Free(in.K)
-		if in.V, err = c.Alloc(s.KVBytes() / 2); err != nil {
-			return err
-		}
-		defer c.Free(in.V)
-		if in.Idx, err = c.Alloc(int64(s.Lists(PerKVHead)*k) * 4); err != nil {
-			return err
-		}
-		defer c.Free(in.Idx)
 		out, err := c.Alloc(4)
 		if err != nil {
 			return err
 		}
 		defer c.Free(out)
-		for i, f := range []func() error{
-			func() error { return c.FillF32(in.Q, 1) },
-			func() error { return c.Fill16(in.K, s.DType, 2) },
-			func() error { return c.Fill16(in.V, s.DType, 3) },
-			func() error { return c.FillStrideLists(in.Idx, s.Lists(PerKVHead), k, s.Context, 4) },
-		} {
-			if err := f(); err != nil {
-				b.Fatalf("fill %d: %v", i, err)
-			}
-		}
 		dec, err := NewDecoder(c, s, PerKVHead, k)
 		if err != nil {
 			return err
@@ -122,4 +103,135 @@ func BenchmarkColdFixedCost(b *testing.B) {
 	for name, us := range res {
 		b.ReportMetric(us, name+"-us")
 	}
+}
+
+// BenchmarkGatherPhases times the tensor-core gather's phases from its
+// in-kernel %globaltimer stamps (HBENCH_DECODE=trace=1, set here for it):
+// 32 query / 8 KV heads, d 128, bf16, one list per KV head of k = N/32
+// random positions (one per stride), L2 flushed by reads before each call,
+// the gather launched alone. For each point of DecodeTracePoints after
+// the start it reports the median over calls of the median over warps of
+// (the warp's stamp - the grid's first start), in µs, NAME-max-us the same
+// for the latest warp, and last-us the merge's end.
+func BenchmarkGatherPhases(b *testing.B) {
+	d := device(b)
+	b.Setenv("HBENCH_DECODE", strings.TrimPrefix(os.Getenv("HBENCH_DECODE")+",trace=1", ","))
+	names := [DecodeTracePoints - 1]string{"issued", "first", "lasttile", "computed", "partials", "counted", "merged"}
+	for _, n := range []int{4 << 10, 256 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			s := Shape{1, 32, 8, 128, n, BF16}
+			k := n / 32
+			var per, most [DecodeTracePoints - 1][]float64
+			err := d.Do(func(c *Ctx) error {
+				in, free, err := deviceInputs(c, s, k)
+				defer free()
+				if err != nil {
+					return err
+				}
+				dec, err := NewDecoder(c, s, PerKVHead, k)
+				if err != nil {
+					return err
+				}
+				defer dec.Free(c)
+				flush, err := c.FlushBuffer()
+				if err != nil {
+					return err
+				}
+				defer c.Free(flush)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := c.FlushL2(flush, true, uint32(i), 0); err != nil {
+						return err
+					}
+					if err := dec.Enqueue(c, 0, in); err != nil {
+						return err
+					}
+					if err := c.Sync(); err != nil {
+						return err
+					}
+					tr, err := dec.Trace(c)
+					if err != nil {
+						return err
+					}
+					t0 := uint64(0)
+					for _, blk := range tr {
+						for _, w := range blk {
+							if w[0] != 0 && (t0 == 0 || w[0] < t0) {
+								t0 = w[0]
+							}
+						}
+					}
+					for p := 1; p < DecodeTracePoints; p++ {
+						var v []float64
+						for _, blk := range tr {
+							for _, w := range blk {
+								if w[p] != 0 {
+									v = append(v, float64(w[p]-t0)/1e3)
+								}
+							}
+						}
+						if len(v) == 0 {
+							continue
+						}
+						m, _, _ := Quantiles(v)
+						per[p-1] = append(per[p-1], m)
+						most[p-1] = append(most[p-1], slices.Max(v))
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for p, name := range names {
+				if len(per[p]) == 0 {
+					continue
+				}
+				m, _, _ := Quantiles(per[p])
+				b.ReportMetric(m, name+"-us")
+				m, _, _ = Quantiles(most[p])
+				b.ReportMetric(m, name+"-max-us")
+			}
+		})
+	}
+}
+
+// deviceInputs allocates random device inputs of a gather decode: q, K, V
+// filled on the device, and one list per KV head of k positions, one per
+// stride of N/k (ascending, distinct).
+func deviceInputs(c *Ctx, s Shape, k int) (DecodeInputs, func(), error) {
+	var in DecodeInputs
+	var bufs []Buffer
+	free := func() {
+		for _, b := range bufs {
+			c.Free(b)
+		}
+	}
+	for _, a := range []struct {
+		dst  *Buffer
+		size int64
+	}{
+		{&in.Q, int64(s.Batch*s.Heads*s.HeadDim) * 4},
+		{&in.K, s.KVBytes() / 2},
+		{&in.V, s.KVBytes() / 2},
+		{&in.Idx, int64(s.Batch*s.Lists(PerKVHead)*k) * 4},
+	} {
+		buf, err := c.Alloc(a.size)
+		if err != nil {
+			return in, free, err
+		}
+		bufs = append(bufs, buf)
+		*a.dst = buf
+	}
+	for i, f := range []func() error{
+		func() error { return c.FillF32(in.Q, 1) },
+		func() error { return c.Fill16(in.K, s.DType, 2) },
+		func() error { return c.Fill16(in.V, s.DType, 3) },
+		func() error { return c.FillStrideLists(in.Idx, s.Batch*s.Lists(PerKVHead), k, s.Context, 4) },
+	} {
+		if err := f(); err != nil {
+			return in, free, fmt.Errorf("fill %d: %w", i, err)
+		}
+	}
+	return in, free, nil
 }

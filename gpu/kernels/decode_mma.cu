@@ -61,6 +61,36 @@
 #ifndef MMA_EVICT
 #define MMA_EVICT 1
 #endif
+#ifndef MMA_TRACE
+#define MMA_TRACE 0  // 1: lane 0 of every warp stamps its phases into mm_trace (a diagnostic)
+#endif
+#define MM_TRACE_PTS 8
+#if MMA_TRACE
+#define MM_TRACE_BLOCKS 2048
+// mm_trace[block][warp][p]: %globaltimer (ns) when lane 0 of the warp of
+// block (split + splits*(head block + heads/GROUP*b)) passed point p: 0
+// start (past pdl_wait), 1 its first tiles' copies issued (their indices
+// arrived), 2 tile 0 arrived, 3 its last tile arrived, 4 its tiles done, 5
+// the block's partials written, 6 past the block's count, 7 the merge done
+// (the last block only); 0 where a warp had no tile (gpu.Decoder.Trace).
+__device__ unsigned long long mm_trace[MM_TRACE_BLOCKS][MMA_WARPS][MM_TRACE_PTS];
+__device__ __forceinline__ void mm_stamp(int p) {
+    if ((threadIdx.x & 31) == 0) {
+        const unsigned int bi = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        if (bi < MM_TRACE_BLOCKS) mm_trace[bi][threadIdx.x >> 5][p] = t;
+    }
+}
+#define MM_STAMP(p) mm_stamp(p)
+#define MM_STAMP_ZERO(p)                                                                                       \
+    do {                                                                                                       \
+        const unsigned int bi_ = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;               \
+        if ((threadIdx.x & 31) == 0 && bi_ < MM_TRACE_BLOCKS) mm_trace[bi_][threadIdx.x >> 5][p] = 0;          \
+    } while (0)
+#else
+#define MM_STAMP(p) ((void)0)
+#endif
 
 #define MM_CHUNKS (HEAD_DIM / 8)           // 16-byte chunks per row
 #define MM_ROWB (HEAD_DIM * 2)             // bytes per row
@@ -182,6 +212,10 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
                                             int hq, int hkv, int chunk, float scale, float* __restrict__ pacc,
                                             float* __restrict__ pml, int* __restrict__ cnt, float* __restrict__ out) {
     extern __shared__ __align__(128) unsigned char mm_sm[];
+    MM_STAMP(0);
+#if MMA_TRACE
+    for (int p = 1; p < MM_TRACE_PTS; p++) MM_STAMP_ZERO(p);
+#endif
     const int split = blockIdx.x, hb = blockIdx.y, b = blockIdx.z;
     const int splits = gridDim.x;
     const int qh0 = hb * GROUP;
@@ -227,6 +261,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
         mm_commit();
     }
     int ixn = ixp[MMA_STAGES - 1];  // rows of the next tile to issue (loaded one issue ahead)
+    MM_STAMP(1);
 
     // q fragments: rows gid (high part) and gid + 8 (residual) of A.
     unsigned qa[HEAD_DIM / 16][4];
@@ -246,6 +281,10 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     for (int i = 0; i < wt; i++) {
         mm_wait<MMA_STAGES - 2>();
         __syncwarp();
+#if MMA_TRACE
+        if (i == 0) MM_STAMP(2);
+        if (i == wt - 1) MM_STAMP(3);
+#endif
         {
             const int ni = i + MMA_STAGES - 1;  // refills the stage tile i-1 used
             if (ni < wt) {
@@ -326,6 +365,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     __syncwarp();
     l += __shfl_xor_sync(MM_FULL, l, 1);
     l += __shfl_xor_sync(MM_FULL, l, 2);
+    MM_STAMP(4);
 
     // Merge the warps: each writes its heads' (acc, m, l) over its own
     // stage buffers, then the block combines them by log-sum-exp.
@@ -360,6 +400,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
             pml[2 * oi + 1] = L;
         }
     }
+    MM_STAMP(5);
 #if MMA_FUSE
     // The last block of this head block to finish merges the splits. It
     // resets the counter for the next call. The block's partials are
@@ -377,21 +418,76 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
         if (mm_last) *ctr = 0;
     }
     __syncthreads();
+    MM_STAMP(6);
     if (!mm_last) return;
-    for (int e = threadIdx.x; e < GROUP * HEAD_DIM; e += MMA_WARPS * 32) {
-        const int g = e / HEAD_DIM, c = e % HEAD_DIM;
-        const size_t bh = (size_t)b * hq + qh0 + g;
-        const float* ml = pml + bh * splits * 2;
-        float M = MM_NEG;
-        for (int x = 0; x < splits; x++) M = fmaxf(M, __ldcg(ml + 2 * x));
-        float L = 0.f, acc = 0.f;
-        for (int x = 0; x < splits; x++) {
-            const float w = exp2f(__ldcg(ml + 2 * x) - M);
-            L = fmaf(w, __ldcg(ml + 2 * x + 1), L);
-            acc = fmaf(w, __ldcg(pacc + (bh * splits + x) * HEAD_DIM + c), acc);
+    if (2 * GROUP * splits * (int)sizeof(float) <= MMA_WARPS * MM_WARPB) {
+        // The splits' weights first, once per head: warp g loads head g's
+        // (M, L) pairs (one 8-byte load a split, every split at once), and
+        // leaves w_x = exp2(M_x - M) / L in shared memory (free now). Then
+        // every output loads its splits' partials MU at a time.
+        float* sw = (float*)mm_sm;      // [GROUP][splits]: M_x, then the weights
+        float* sl = sw + GROUP * splits;  // [GROUP][splits]: L_x
+        for (int g = warp; g < GROUP; g += MMA_WARPS) {
+            const float2* ml = (const float2*)(pml + ((size_t)b * hq + qh0 + g) * splits * 2);
+            float M = MM_NEG;
+            for (int x = lane; x < splits; x += 32) {
+                const float2 v = __ldcg(ml + x);
+                sw[g * splits + x] = v.x;
+                sl[g * splits + x] = v.y;
+                M = fmaxf(M, v.x);
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(MM_FULL, M, o));
+            float L = 0.f;
+            for (int x = lane; x < splits; x += 32) {
+                const float w = exp2f(sw[g * splits + x] - M);
+                sw[g * splits + x] = w;
+                L = fmaf(w, sl[g * splits + x], L);
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(MM_FULL, L, o);
+            const float inv = 1.f / L;
+            for (int x = lane; x < splits; x += 32) sw[g * splits + x] *= inv;
         }
-        out[bh * HEAD_DIM + c] = acc / L;
+        __syncthreads();
+        constexpr int T = MMA_WARPS * 32, MU = 16;
+#pragma unroll
+        for (int r = 0; r < (GROUP * HEAD_DIM + T - 1) / T; r++) {
+            const int e = threadIdx.x + r * T;
+            if (e < GROUP * HEAD_DIM) {
+                const int g = e / HEAD_DIM, c = e % HEAD_DIM;
+                const size_t bh = (size_t)b * hq + qh0 + g;
+                const float* pa = pacc + bh * splits * HEAD_DIM + c;
+                const float* w = sw + g * splits;
+                float acc = 0.f;
+                for (int x0 = 0; x0 < splits; x0 += MU) {
+                    float v[MU];
+#pragma unroll
+                    for (int u = 0; u < MU; u++) v[u] = x0 + u < splits ? __ldcg(pa + (size_t)(x0 + u) * HEAD_DIM) : 0.f;
+#pragma unroll
+                    for (int u = 0; u < MU; u++)
+                        if (x0 + u < splits) acc = fmaf(w[x0 + u], v[u], acc);
+                }
+                out[bh * HEAD_DIM + c] = acc;
+            }
+        }
+    } else {
+        for (int e = threadIdx.x; e < GROUP * HEAD_DIM; e += MMA_WARPS * 32) {
+            const int g = e / HEAD_DIM, c = e % HEAD_DIM;
+            const size_t bh = (size_t)b * hq + qh0 + g;
+            const float* ml = pml + bh * splits * 2;
+            float M = MM_NEG;
+            for (int x = 0; x < splits; x++) M = fmaxf(M, __ldcg(ml + 2 * x));
+            float L = 0.f, acc = 0.f;
+            for (int x = 0; x < splits; x++) {
+                const float w = exp2f(__ldcg(ml + 2 * x) - M);
+                L = fmaf(w, __ldcg(ml + 2 * x + 1), L);
+                acc = fmaf(w, __ldcg(pacc + (bh * splits + x) * HEAD_DIM + c), acc);
+            }
+            out[bh * HEAD_DIM + c] = acc / L;
+        }
     }
+    MM_STAMP(7);
 #endif
 }
 
