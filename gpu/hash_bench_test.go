@@ -69,22 +69,7 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 				if err := CopyTo(c, h.QC, qc); err != nil {
 					return err
 				}
-				flush, err := c.FlushBuffer()
-				if err != nil {
-					return err
-				}
-				defer c.Free(flush)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if err := c.FlushL2(flush, true, uint32(i), 0); err != nil {
-						return err
-					}
-					if err := h.EnqueueSelectCodes(c, 0, kcb); err != nil {
-						return err
-					}
-					if err := c.Sync(); err != nil {
-						return err
-					}
+				return coldCalls(c, b, func() error { return h.EnqueueSelectCodes(c, 0, kcb) }, func() error {
 					tr, err := h.SelectTrace(c)
 					if err != nil {
 						return err
@@ -103,8 +88,8 @@ func BenchmarkHashSelectPhases(b *testing.B) {
 						most[p-1] = append(most[p-1], slices.Max(v))
 					}
 					per[HashTracePoints-1] = append(per[HashTracePoints-1], float64(last-t0)/1e3)
-				}
-				return nil
+					return nil
+				})
 			})
 			if err != nil {
 				b.Fatal(err)
