@@ -196,6 +196,9 @@ type DecodeTuning struct {
 	// Trace makes the tensor-core kernel stamp each warp's phases into a
 	// device buffer (Decoder.Trace; a diagnostic).
 	Trace bool
+	// Splits, when > 0, overrides the split plan's splits per head block
+	// (for A/B timings).
+	Splits int
 }
 
 // String renders t in the HBENCH_DECODE syntax.
@@ -206,8 +209,8 @@ func (t DecodeTuning) String() string {
 		}
 		return 0
 	}
-	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d,evict=%d,trace=%d",
-		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse), b(t.EvictFirst), b(t.Trace))
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d,evict=%d,trace=%d,splits=%d",
+		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse), b(t.EvictFirst), b(t.Trace), t.Splits)
 }
 
 // DefaultDecodeTuning returns the tuning for a group size (query heads
@@ -265,12 +268,14 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 			t.EvictFirst = n != 0
 		case "trace":
 			t.Trace = n != 0
+		case "splits":
+			t.Splits = n
 		default:
-			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse, evict, trace)", k)
+			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse, evict, trace, splits)", k)
 		}
 	}
 	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 || t.Scatter < 0 || t.Scatter > 2 ||
-		t.MMA < 0 || t.Warps < 1 || t.Warps > 32 || t.Stages < 2 || t.Stages > 8 || (t.KeyTile != 16 && t.KeyTile != 32) {
+		t.MMA < 0 || t.Warps < 1 || t.Warps > 32 || t.Stages < 2 || t.Stages > 8 || (t.KeyTile != 16 && t.KeyTile != 32) || t.Splits < 0 {
 		return t, fmt.Errorf("HBENCH_DECODE: bad tuning %v", t)
 	}
 	return t, nil
@@ -412,13 +417,35 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if d.Occ < 1 {
 		return nil, fmt.Errorf("decode: %s does not fit on an SM (%d threads, %d B shared memory, %d registers)", name, d.Threads, d.Smem, d.partial.Regs)
 	}
-	d.Splits, d.Chunk = splitPlan(n, s.Batch*s.Heads/d.group, c.d.Props.SMs*max(d.Occ, 1), step)
+	hb := s.Batch * s.Heads / d.group
+	d.Splits, d.Chunk = splitPlan(n, hb, c.d.Props.SMs*max(d.Occ, 1), step)
+	if tune.Splits > 0 {
+		d.Splits, d.Chunk = chunkPlan(n, tune.Splits, 1, step)
+	}
 	bh := int64(s.Batch * s.Heads)
-	if d.pacc, err = c.Alloc(bh * int64(d.Splits) * int64(s.HeadDim) * 4); err != nil {
+	slots := d.Splits
+	if d.MMA && tune.Fuse && d.Splits <= mmaSlots {
+		slots = mmaSlots
+	}
+	if d.pacc, err = c.Alloc(bh * int64(slots) * int64(s.HeadDim) * 4); err != nil {
 		return nil, err
 	}
-	if d.pml, err = c.Alloc(bh * int64(d.Splits) * 2 * 4); err != nil {
+	if d.pml, err = c.Alloc(bh * int64(slots) * 2 * 4); err != nil {
 		return nil, err
+	}
+	if slots > d.Splits {
+		// The fused merge reads every slot; those past Splits stay (M, L)
+		// = (-1e30, 0) with zero partials and weigh nothing.
+		ml := make([]float32, bh*int64(slots)*2)
+		for i := 0; i < len(ml); i += 2 {
+			ml[i] = -1e30
+		}
+		if err := c.Fill32(d.pacc, 0, 0); err != nil {
+			return nil, err
+		}
+		if err := CopyTo(c, d.pml, ml); err != nil {
+			return nil, err
+		}
 	}
 	if d.Out, err = c.Alloc(bh * int64(s.HeadDim) * 4); err != nil {
 		return nil, err
@@ -439,6 +466,11 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	return d, nil
 }
 
+// mmaSlots is the partial slots per head of the fused tensor-core decode
+// when it has at most that many splits (MM_SLOTS in decode_mma.cu): its
+// merge then reads every slot at once, with no per-split predicate.
+const mmaSlots = 16
+
 // splitPlan chooses the number of splits and the keys per split for n
 // keys, headBlocks (batch, head-block) pairs, slots resident blocks on
 // the whole device: as many splits as fill the slots in one wave (equal
@@ -447,11 +479,7 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 func splitPlan(n, headBlocks, slots, step int) (splits, chunk int) {
 	want := max(1, slots/headBlocks)
 	most := max(1, (n+2*step-1)/(2*step))
-	splits = min(want, most)
-	chunk = (n + splits - 1) / splits
-	chunk = (chunk + step - 1) / step * step
-	splits = (n + chunk - 1) / chunk
-	return splits, chunk
+	return chunkPlan(n, min(want, most), 1, step)
 }
 
 // DecodeInputs are the device inputs of a decode call.
@@ -496,7 +524,7 @@ func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 
 // DecodeTracePoints is the number of phase stamps per warp of a traced
 // tensor-core decode (Decoder.Trace).
-const DecodeTracePoints = 8
+const DecodeTracePoints = 10
 
 // Trace reads the phase stamps of the decoder's last launch, made with
 // HBENCH_DECODE=trace=1 (a diagnostic; the tensor-core kernel only): per
@@ -504,8 +532,10 @@ const DecodeTracePoints = 8
 // %globaltimer (ns) as lane 0 passed each point: 0 start, 1 its first
 // tiles' copies issued, 2 tile 0 arrived, 3 its last tile arrived, 4 its
 // tiles done, 5 the block's partials written, 6 past the block's count of
-// finished splits, 7 the merge done (the merging block only); 0 where a
-// warp had no tile or a block did not merge.
+// finished splits, 7 the merge done (the merging block only), 8 the
+// merge's loads arrived (the merging block, at most 16 splits), 9 the
+// block's barrier before its count; 0 where a warp had no tile or did not
+// pass the point.
 func (d *Decoder) Trace(c *Ctx) ([][][DecodeTracePoints]uint64, error) {
 	if !d.MMA || !d.Tuning.Trace {
 		return nil, fmt.Errorf("decode trace: needs the tensor-core kernel with HBENCH_DECODE=trace=1")

@@ -116,7 +116,7 @@ func BenchmarkColdFixedCost(b *testing.B) {
 func BenchmarkGatherPhases(b *testing.B) {
 	d := device(b)
 	b.Setenv("HBENCH_DECODE", strings.TrimPrefix(os.Getenv("HBENCH_DECODE")+",trace=1", ","))
-	names := [DecodeTracePoints - 1]string{"issued", "first", "lasttile", "computed", "partials", "counted", "merged"}
+	names := [DecodeTracePoints - 1]string{"issued", "first", "lasttile", "computed", "partials", "counted", "merged", "loaded", "synced"}
 	for _, n := range []int{4 << 10, 256 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			s := Shape{1, 32, 8, 128, n, BF16}
@@ -137,6 +137,17 @@ func BenchmarkGatherPhases(b *testing.B) {
 					tr, err := dec.Trace(c)
 					if err != nil {
 						return err
+					}
+					if dump := os.Getenv("HBENCH_TRACE_DUMP"); dump != "" { // diagnostic: the raw stamps of the last call
+						var sb strings.Builder
+						for i, blk := range tr {
+							for j, w := range blk {
+								fmt.Fprintln(&sb, i, j, w)
+							}
+						}
+						if err := os.WriteFile(fmt.Sprintf("%s-%d.txt", dump, n), []byte(sb.String()), 0o644); err != nil {
+							return err
+						}
 					}
 					t0 := uint64(0)
 					for _, blk := range tr {
@@ -230,9 +241,12 @@ func coldCalls(c *Ctx, b *testing.B, enqueue, after func() error) error {
 		return err
 	}
 	defer c.Free(flush)
+	warm := os.Getenv("HBENCH_TRACE_WARM") == "1" // diagnostic: no flush between calls
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := c.FlushL2(flush, true, uint32(i), 0); err != nil {
+		if warm {
+			// nothing: the call finds its code and data where the last call left them
+		} else if err := c.FlushL2(flush, true, uint32(i), 0); err != nil {
 			return err
 		}
 		if err := enqueue(); err != nil {

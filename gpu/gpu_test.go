@@ -327,6 +327,8 @@ func TestDecodeSparseMatchesReference(t *testing.T) {
 		{Shape{2, 8, 2, 128, 5000, BF16}, PerHead, 157},
 		{Shape{1, 32, 8, 128, 40000, BF16}, PerKVHead, 1250},
 		{Shape{1, 32, 8, 128, 40000, BF16}, PerHead, 1250},
+		{Shape{1, 32, 8, 128, 65536, BF16}, PerKVHead, 4096},  // 16 splits: every partial slot used
+		{Shape{1, 32, 8, 128, 100000, BF16}, PerKVHead, 5000}, // 14 splits
 		{Shape{2, 4, 4, 64, 3000, FP16}, PerKVHead, 2999},
 		{Shape{1, 8, 1, 64, 3000, FP16}, PerHead, 64},
 	} {
@@ -359,7 +361,7 @@ func TestDecodeSparseMatchesReference(t *testing.T) {
 		if e := relErr(got, want); !(e < 1e-2) {
 			t.Errorf("%+v %v k=%d: rel err %.2e", s, tc.sel, tc.k, e)
 		} else {
-			t.Logf("%+v %v k=%d: rel err %.2e, %d splits; mma %v, %d regs", s, tc.sel, tc.k, e, dec.Splits, dec.MMA, dec.partial.Regs)
+			t.Logf("%+v %v k=%d: rel err %.2e, %d splits (chunk %d); mma %v, %d regs", s, tc.sel, tc.k, e, dec.Splits, dec.Chunk, dec.MMA, dec.partial.Regs)
 		}
 	}
 }

@@ -64,7 +64,7 @@
 #ifndef MMA_TRACE
 #define MMA_TRACE 0  // 1: lane 0 of every warp stamps its phases into mm_trace (a diagnostic)
 #endif
-#define MM_TRACE_PTS 8
+#define MM_TRACE_PTS 10
 #if MMA_TRACE
 #define MM_TRACE_BLOCKS 2048
 // mm_trace[block][warp][p]: %globaltimer (ns) when lane 0 of the warp of
@@ -98,6 +98,7 @@ __device__ __forceinline__ void mm_stamp(int p) {
 #define MM_STAGEB (2 * MM_TILEB)           // bytes of one stage
 #define MM_WARPB (MMA_STAGES * MM_STAGEB)  // bytes per warp
 #define MM_NEG (-1e30f)
+#define MM_SLOTS 16  // partial slots per head when splits <= 16 (gpu.mmaSlots)
 #define MM_FULL 0xffffffffu
 
 static_assert(GROUP >= 1 && GROUP <= 8, "mma decode: 1..8 query heads per block");
@@ -111,6 +112,13 @@ static_assert(MM_WARPB >= (GROUP * HEAD_DIM + 2 * GROUP) * 4, "mma decode: warp 
 #else
 #define MM_T "f16"
 #endif
+
+// mm_ex2 is 2^x (ex2.approx.ftz: ~2 ulp; 0 for x <= -126), for merge weights.
+__device__ __forceinline__ float mm_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 
 __device__ __forceinline__ unsigned mm_smem(const void* p) {
     unsigned r;
@@ -368,7 +376,9 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     MM_STAMP(4);
 
     // Merge the warps: each writes its heads' (acc, m, l) over its own
-    // stage buffers, then the block combines them by log-sum-exp.
+    // stage buffers, then the block combines them by log-sum-exp, two
+    // outputs a thread. One split writes the output itself (MMA_FUSE);
+    // otherwise the block leaves its partial in slot `split` of its heads.
     float* wo = (float*)(mm_sm + warp * MM_WARPB);
     if (gid < GROUP) {
 #pragma unroll
@@ -380,28 +390,36 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
         }
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < GROUP * HEAD_DIM; e += MMA_WARPS * 32) {
-        const int g = e / HEAD_DIM, c = e % HEAD_DIM;
+    const int ps = MMA_FUSE && splits <= MM_SLOTS ? MM_SLOTS : splits;  // partial slots per head
+    for (int p = threadIdx.x; p < GROUP * HEAD_DIM / 2; p += MMA_WARPS * 32) {
+        const int g = 2 * p / HEAD_DIM, c = 2 * p % HEAD_DIM;
         float M = MM_NEG;
 #pragma unroll
         for (int w = 0; w < MMA_WARPS; w++) M = fmaxf(M, ((const float*)(mm_sm + w * MM_WARPB))[GROUP * HEAD_DIM + g]);
-        float acc = 0.f, L = 0.f;
+        float2 acc = make_float2(0.f, 0.f);
+        float L = 0.f;
 #pragma unroll
         for (int w = 0; w < MMA_WARPS; w++) {
             const float* ww = (const float*)(mm_sm + w * MM_WARPB);
-            const float f = exp2f(ww[GROUP * HEAD_DIM + g] - M);
-            acc = fmaf(f, ww[e], acc);
+            const float f = mm_ex2(ww[GROUP * HEAD_DIM + g] - M);
+            const float2 a = *(const float2*)&ww[2 * p];
+            acc.x = fmaf(f, a.x, acc.x);
+            acc.y = fmaf(f, a.y, acc.y);
             L = fmaf(f, ww[GROUP * HEAD_DIM + GROUP + g], L);
         }
-        const size_t oi = ((size_t)b * hq + qh0 + g) * splits + split;
-        pacc[oi * HEAD_DIM + c] = acc;
-        if (c == 0) {
-            pml[2 * oi] = M;
-            pml[2 * oi + 1] = L;
+        const size_t bh = (size_t)b * hq + qh0 + g;
+        if (MMA_FUSE && splits == 1) {
+            const float inv = 1.f / L;
+            *(float2*)(out + bh * HEAD_DIM + c) = make_float2(acc.x * inv, acc.y * inv);
+            continue;
         }
+        const size_t oi = bh * ps + split;
+        *(float2*)(pacc + oi * HEAD_DIM + c) = acc;
+        if (c == 0) *(float2*)(pml + 2 * oi) = make_float2(M, L);
     }
     MM_STAMP(5);
 #if MMA_FUSE
+    if (splits == 1) return;
     // The last block of this head block to finish merges the splits. It
     // resets the counter for the next call. The block's partials are
     // ordered before thread 0's count by the barrier, and the count is an
@@ -410,6 +428,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     // fence by every thread first.
     __shared__ int mm_last;
     __syncthreads();
+    MM_STAMP(9);
     if (threadIdx.x == 0) {
         int* ctr = cnt + (size_t)b * gridDim.y + hb;
         int done;
@@ -420,7 +439,47 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     __syncthreads();
     MM_STAMP(6);
     if (!mm_last) return;
-    if (2 * GROUP * splits * (int)sizeof(float) <= MMA_WARPS * MM_WARPB) {
+    if (splits <= MM_SLOTS) {
+        // One round trip, two outputs a thread, no predicates: each thread
+        // loads all MM_SLOTS slots' partials and (M, L) pairs of its head
+        // at once (the slots past `splits` hold (MM_NEG, 0) and zeros,
+        // written once by gpu.NewDecoder), then combines them.
+        for (int p = threadIdx.x; p < GROUP * HEAD_DIM / 2; p += MMA_WARPS * 32) {
+            const int g = 2 * p / HEAD_DIM, c = 2 * p % HEAD_DIM;
+            const size_t bh = (size_t)b * hq + qh0 + g;
+            const float2* mp = (const float2*)(pml + bh * MM_SLOTS * 2);
+            const float2* pa = (const float2*)(pacc + bh * MM_SLOTS * HEAD_DIM + c);
+            float2 ml[MM_SLOTS], v[MM_SLOTS];
+#pragma unroll
+            for (int x = 0; x < MM_SLOTS; x++) {
+                ml[x] = __ldcg(mp + x);
+                v[x] = __ldcg(pa + x * (HEAD_DIM / 2));
+            }
+#if MMA_TRACE
+            {
+                float t = 0.f;  // every load arrived
+#pragma unroll
+                for (int x = 0; x < MM_SLOTS; x++) t += ml[x].x + v[x].x;
+                asm volatile("" ::"f"(t));
+                MM_STAMP(8);
+            }
+#endif
+            float M = ml[0].x;
+#pragma unroll
+            for (int x = 1; x < MM_SLOTS; x++) M = fmaxf(M, ml[x].x);
+            float L = 0.f;
+            float2 a = make_float2(0.f, 0.f);
+#pragma unroll
+            for (int x = 0; x < MM_SLOTS; x++) {
+                const float w = mm_ex2(ml[x].x - M);
+                L = fmaf(w, ml[x].y, L);
+                a.x = fmaf(w, v[x].x, a.x);
+                a.y = fmaf(w, v[x].y, a.y);
+            }
+            const float inv = 1.f / L;
+            *(float2*)(out + bh * HEAD_DIM + c) = make_float2(a.x * inv, a.y * inv);
+        }
+    } else if (2 * GROUP * splits * (int)sizeof(float) <= MMA_WARPS * MM_WARPB) {
         // The splits' weights first, once per head: warp g loads head g's
         // (M, L) pairs (one 8-byte load a split, every split at once), and
         // leaves w_x = exp2(M_x - M) / L in shared memory (free now). Then
