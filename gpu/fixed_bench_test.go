@@ -241,12 +241,14 @@ func coldCalls(c *Ctx, b *testing.B, enqueue, after func() error) error {
 		return err
 	}
 	defer c.Free(flush)
-	warm := os.Getenv("HBENCH_TRACE_WARM") == "1" // diagnostic: no flush between calls
+	// Diagnostics: HBENCH_TRACE_FLUSH=none runs the calls back to back,
+	// =write flushes by writing (the cold protocol's dirty L2).
+	mode := os.Getenv("HBENCH_TRACE_FLUSH")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if warm {
-			// nothing: the call finds its code and data where the last call left them
-		} else if err := c.FlushL2(flush, true, uint32(i), 0); err != nil {
+		if mode == "none" {
+			// the call finds its code and data where the last call left them
+		} else if err := c.FlushL2(flush, mode != "write", uint32(i), 0); err != nil {
 			return err
 		}
 		if err := enqueue(); err != nil {
