@@ -433,20 +433,6 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if d.pml, err = c.Alloc(bh * int64(slots) * 2 * 4); err != nil {
 		return nil, err
 	}
-	if slots > d.Splits {
-		// The fused merge reads every slot; those past Splits stay (M, L)
-		// = (-1e30, 0) with zero partials and weigh nothing.
-		ml := make([]float32, bh*int64(slots)*2)
-		for i := 0; i < len(ml); i += 2 {
-			ml[i] = -1e30
-		}
-		if err := c.Fill32(d.pacc, 0, 0); err != nil {
-			return nil, err
-		}
-		if err := CopyTo(c, d.pml, ml); err != nil {
-			return nil, err
-		}
-	}
 	if d.Out, err = c.Alloc(bh * int64(s.HeadDim) * 4); err != nil {
 		return nil, err
 	}
@@ -468,7 +454,8 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 
 // mmaSlots is the partial slots per head of the fused tensor-core decode
 // when it has at most that many splits (MM_SLOTS in decode_mma.cu): its
-// merge then reads every slot at once, with no per-split predicate.
+// merge then reads every slot at once, with no per-split predicate (the
+// blocks write the slots past the splits as empty every call).
 const mmaSlots = 16
 
 // splitPlan chooses the number of splits and the keys per split for n

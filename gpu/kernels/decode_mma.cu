@@ -416,6 +416,13 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
         const size_t oi = bh * ps + split;
         *(float2*)(pacc + oi * HEAD_DIM + c) = acc;
         if (c == 0) *(float2*)(pml + 2 * oi) = make_float2(M, L);
+        // The slots past the splits weigh nothing; this block rewrites its
+        // share of them every call, so that the merge finds them in L2 and
+        // not, after whatever ran before, in DRAM.
+        for (int j = split + splits; j < ps && splits < ps; j += splits) {
+            *(float2*)(pacc + (bh * ps + j) * HEAD_DIM + c) = make_float2(0.f, 0.f);
+            if (c == 0) *(float2*)(pml + 2 * (bh * ps + j)) = make_float2(MM_NEG, 0.f);
+        }
     }
     MM_STAMP(5);
 #if MMA_FUSE
@@ -443,7 +450,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
         // One round trip, two outputs a thread, no predicates: each thread
         // loads all MM_SLOTS slots' partials and (M, L) pairs of its head
         // at once (the slots past `splits` hold (MM_NEG, 0) and zeros,
-        // written once by gpu.NewDecoder), then combines them.
+        // written by the blocks above), then combines them.
         for (int p = threadIdx.x; p < GROUP * HEAD_DIM / 2; p += MMA_WARPS * 32) {
             const int g = 2 * p / HEAD_DIM, c = 2 * p % HEAD_DIM;
             const size_t bh = (size_t)b * hq + qh0 + g;
