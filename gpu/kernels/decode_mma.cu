@@ -15,7 +15,9 @@
 //   MMA_KT      keys per warp tile (16 or 32)
 //   MMA_FUSE    1: the last block of a head block to finish merges all
 //               splits (log-sum-exp) and writes the output, so no
-//               decode_combine launch; 0: decode_combine does it
+//               decode_combine launch (one split writes it directly; up
+//               to MM_SLOTS splits are merged from MM_SLOTS padded slots
+//               with no per-split predicate); 0: decode_combine does it
 //   MMA_EVICT   1: K/V rows are loaded under an L2 evict-first policy
 //               (read once: they displace each other, not other data);
 //               gpu.DecodeDefines sets it for the gather only
