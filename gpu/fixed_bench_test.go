@@ -108,11 +108,11 @@ func BenchmarkColdFixedCost(b *testing.B) {
 // BenchmarkGatherPhases times the tensor-core gather's phases from its
 // in-kernel %globaltimer stamps (HBENCH_DECODE=trace=1, set here for it):
 // 32 query / 8 KV heads, d 128, bf16, one list per KV head of k = N/32
-// random positions (one per stride), L2 flushed by reads before each call,
-// the gather launched alone. For each point of DecodeTracePoints after
-// the start it reports the median over calls of the median over warps of
-// (the warp's stamp - the grid's first start), in µs, NAME-max-us the same
-// for the latest warp, and last-us the merge's end.
+// random positions (one per stride), the gather launched alone after an
+// L2 flush (coldCalls). For each point of DecodeTracePoints after the
+// start it reports the median over calls of the median over warps of (the
+// warp's stamp - the grid's first start), in µs, and NAME-max-us the same
+// for the latest warp.
 func BenchmarkGatherPhases(b *testing.B) {
 	d := device(b)
 	b.Setenv("HBENCH_DECODE", strings.TrimPrefix(os.Getenv("HBENCH_DECODE")+",trace=1", ","))
@@ -233,17 +233,16 @@ func deviceInputs(c *Ctx, s Shape, k int) (DecodeInputs, func(), error) {
 }
 
 // coldCalls runs b.N calls of enqueue on the legacy stream, each after an
-// L2 flush by reads, and calls after once each call has finished (to read
-// its in-kernel trace). The benchmark timer starts here.
+// L2 flush by reads (HBENCH_TRACE_FLUSH=write: by writes; =none: no
+// flush), and calls after once each call has finished (to read its
+// in-kernel trace). The benchmark timer starts here.
 func coldCalls(c *Ctx, b *testing.B, enqueue, after func() error) error {
 	flush, err := c.FlushBuffer()
 	if err != nil {
 		return err
 	}
 	defer c.Free(flush)
-	// Diagnostics: HBENCH_TRACE_FLUSH=none runs the calls back to back,
-	// =write flushes by writing (the cold protocol's dirty L2).
-	mode := os.Getenv("HBENCH_TRACE_FLUSH")
+	mode := os.Getenv("HBENCH_TRACE_FLUSH") // diagnostics: write (the cold protocol's dirty L2) or none
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if mode == "none" {

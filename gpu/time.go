@@ -9,7 +9,7 @@ import (
 type TimeOpts struct {
 	Warmup  int  // untimed calls first
 	Repeats int  // timed calls
-	Cold    bool // flush L2 (write Flush) before each timed call
+	Cold    bool // flush L2 (write Flush; read it with Clean) before each timed call
 	// Clean makes the cold flush read Flush instead of writing it: L2 then
 	// holds clean lines, so the timed call evicts without write-backs.
 	Clean bool

@@ -74,7 +74,9 @@
 // start (past pdl_wait), 1 its first tiles' copies issued (their indices
 // arrived), 2 tile 0 arrived, 3 its last tile arrived, 4 its tiles done, 5
 // the block's partials written, 6 past the block's count, 7 the merge done
-// (the last block only); 0 where a warp had no tile (gpu.Decoder.Trace).
+// (the last block only), 8 the merge's loads arrived (the last block, at
+// most MM_SLOTS splits), 9 the barrier before the count; 0 where a warp
+// did not pass the point (gpu.Decoder.Trace).
 __device__ unsigned long long mm_trace[MM_TRACE_BLOCKS][MMA_WARPS][MM_TRACE_PTS];
 __device__ __forceinline__ void mm_stamp(int p) {
     if ((threadIdx.x & 31) == 0) {
@@ -421,7 +423,7 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
         // The slots past the splits weigh nothing; this block rewrites its
         // share of them every call, so that the merge finds them in L2 and
         // not, after whatever ran before, in DRAM.
-        for (int j = split + splits; j < ps && splits < ps; j += splits) {
+        for (int j = split + splits; j < ps; j += splits) {
             *(float2*)(pacc + (bh * ps + j) * HEAD_DIM + c) = make_float2(0.f, 0.f);
             if (c == 0) *(float2*)(pml + 2 * (bh * ps + j)) = make_float2(MM_NEG, 0.f);
         }
