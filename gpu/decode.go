@@ -420,7 +420,7 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	hb := s.Batch * s.Heads / d.group
 	d.Splits, d.Chunk = splitPlan(n, hb, c.d.Props.SMs*max(d.Occ, 1), step)
 	if tune.Splits > 0 {
-		d.Splits, d.Chunk = chunkPlan(n, tune.Splits, 1, step)
+		d.Splits, d.Chunk = ChunkPlan(n, tune.Splits, 1, step)
 	}
 	bh := int64(s.Batch * s.Heads)
 	slots := d.Splits
@@ -466,7 +466,7 @@ const mmaSlots = 16
 func splitPlan(n, headBlocks, slots, step int) (splits, chunk int) {
 	want := max(1, slots/headBlocks)
 	most := max(1, (n+2*step-1)/(2*step))
-	return chunkPlan(n, min(want, most), 1, step)
+	return ChunkPlan(n, min(want, most), 1, step)
 }
 
 // DecodeInputs are the device inputs of a decode call.

@@ -339,7 +339,7 @@ func (h *H2OStep) EnqueueScoreRepeat(c *Ctx, s Stream, in DecodeInputs) error {
 }
 
 func (h *H2OStep) blocks(total int) (nb, chunk int) {
-	return chunkPlan(total, h.want, 128, 16)
+	return ChunkPlan(total, h.want, 128, 16)
 }
 
 func (h *H2OStep) enqueueScore(c *Ctx, s Stream, in DecodeInputs, total int, rep bool) error {

@@ -76,10 +76,11 @@ func ParseTopKTuning(env string) (TopKTuning, error) {
 	return t, nil
 }
 
-// chunkPlan splits n items into at most want blocks of at least minChunk
+// ChunkPlan splits n items into at most want blocks of at least minChunk
 // items (rounded up to a multiple of align); it returns the blocks (>= 1)
-// and the items per block.
-func chunkPlan(n, want, minChunk, align int) (blocks, chunk int) {
+// and the items per block. The kernels' launch plans use it, and so do
+// callers that split work over blocks the same way (gpueval).
+func ChunkPlan(n, want, minChunk, align int) (blocks, chunk int) {
 	n = max(n, 1)
 	blocks = max(1, min(want, (n+minChunk-1)/minChunk))
 	chunk = (n + blocks - 1) / blocks
@@ -143,7 +144,7 @@ func newRadixTopK(c *Ctx, mod *Module, s Shape, sel Selection, b budget.Budget, 
 		}
 	}
 	lists := s.Batch * s.Lists(sel)
-	t.Blocks, t.Chunk = chunkPlan(t.Items(), max(1, c.d.Props.SMs*topk.BlocksPerSM/lists), 4*oracleThreads, oracleThreads)
+	t.Blocks, t.Chunk = ChunkPlan(t.Items(), max(1, c.d.Props.SMs*topk.BlocksPerSM/lists), 4*oracleThreads, oracleThreads)
 	for _, a := range []struct {
 		b *Buffer
 		n int64
@@ -249,7 +250,7 @@ func NewOracleStep(c *Ctx, s Shape, sel Selection, b budget.Budget) (*OracleStep
 	kvl := s.Batch * s.KVHeads
 	// Scoring: a few waves of blocks, at most 256 per KV head (oracle_probs
 	// reduces each head's block partials in every block).
-	o.SBlocks, o.SChunk = chunkPlan(s.Context, min(256, max(1, sms*8/kvl)), 512, 16)
+	o.SBlocks, o.SChunk = ChunkPlan(s.Context, min(256, max(1, sms*8/kvl)), 512, 16)
 	lists := s.Batch * s.Lists(sel)
 	n := int64(s.Context)
 	allocs := []struct {

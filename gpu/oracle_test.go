@@ -19,10 +19,10 @@ func TestChunkPlan(t *testing.T) {
 		{1, 100, 1024, 256}, {0, 4, 512, 16}, {32768, 16, 1024, 256}, {32741, 33, 1024, 256},
 		{1048576, 16, 1024, 256}, {5001, 256, 512, 16}, {70001, 132, 512, 16}, {1000, 1, 1, 1},
 	} {
-		b, c := chunkPlan(tc.n, tc.want, tc.minChunk, tc.align)
+		b, c := ChunkPlan(tc.n, tc.want, tc.minChunk, tc.align)
 		n := max(tc.n, 1)
 		if b < 1 || c%tc.align != 0 || b*c < n || (b-1)*c >= n || b > max(1, tc.want) {
-			t.Errorf("chunkPlan(%+v) = %d blocks of %d", tc, b, c)
+			t.Errorf("ChunkPlan(%+v) = %d blocks of %d", tc, b, c)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func NewQuestStep(c *Ctx, s Shape, sel Selection, page int, b budget.Budget) (*Q
 	if q.scores, err = c.Func(mod, "quest_scores"); err != nil {
 		return nil, err
 	}
-	q.PBlocks, q.PChunk = chunkPlan(q.Pages, max(1, c.d.Props.SMs*8/(s.Batch*s.KVHeads)), 64, 16)
+	q.PBlocks, q.PChunk = ChunkPlan(q.Pages, max(1, c.d.Props.SMs*8/(s.Batch*s.KVHeads)), 64, 16)
 	if q.PL, err = c.Alloc(int64(s.Batch*s.KVHeads) * int64(q.Pages) * 2 * int64(s.HeadDim) * 2); err != nil {
 		return nil, err
 	}

@@ -255,15 +255,6 @@ func parallelRange(n int, f func(lo, hi int)) {
 	wg.Wait()
 }
 
-// chunks splits n items into at most want blocks; it returns the blocks
-// and the items per block.
-func chunks(n, want int) (blocks, chunk int) {
-	n = max(n, 1)
-	blocks = max(1, min(want, n))
-	chunk = (n + blocks - 1) / blocks
-	return (n + chunk - 1) / chunk, chunk
-}
-
 // cloneBuffers copies each device buffer into a new allocation of its
 // size (a step's prefill state the step itself frees) and waits for the
 // copies; on an error it frees what it allocated.

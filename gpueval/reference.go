@@ -35,7 +35,7 @@ func (ev *Evaluator) Reference(g *attn.Group, h, t, kmax int) (*metrics.Referenc
 		if lb, err = c.Alloc(int64(n) * 8); err != nil {
 			return err
 		}
-		blocks, chunk := chunks(n, (n+2047)/2048)
+		blocks, chunk := gpu.ChunkPlan(n, (n+2047)/2048, 1, 1)
 		if err := c.Launch(ev.logits, gpu.Dim3{X: uint32(blocks)}, gpu.Dim3{X: refThreads}, 0, 0, qb, s.K, n, d, chunk, g.Scale, lb); err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func (ev *Evaluator) Reference(g *attn.Group, h, t, kmax int) (*metrics.Referenc
 		if err := c.Fill32(ob, 0, 0); err != nil {
 			return err
 		}
-		blocks, chunk := chunks(n, (n+1023)/1024)
+		blocks, chunk := gpu.ChunkPlan(n, (n+1023)/1024, 1, 1)
 		if err := c.Launch(ev.output, gpu.Dim3{X: uint32(blocks)}, gpu.Dim3{X: uint32(d)}, 0, 0, lb, s.V, n, d, chunk, int64(math.Float64bits(lse)), ob); err != nil {
 			return err
 		}
