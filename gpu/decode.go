@@ -3,6 +3,7 @@ package gpu
 import (
 	_ "embed"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -128,9 +129,13 @@ type Decoder struct {
 	mod           *Module
 	partial       *Func
 	combine       *Func
-	pacc          Buffer
-	pml           Buffer
-	cnt           Buffer // int32 per (batch, head block): finished splits (MMA with Fuse)
+	// Mergers is the tagged merge's merging blocks per head block in
+	// effect (DecodeTuning.Mergers; 0: the acquire-release count's last
+	// block merges, or no merge).
+	Mergers int
+	pacc    Buffer
+	pml     Buffer
+	cnt     Buffer // int32 per (batch, head block): finished splits (MMA with Fuse)
 	// Out is the fp32 output [Batch][Heads][HeadDim].
 	Out Buffer
 }
@@ -199,6 +204,14 @@ type DecodeTuning struct {
 	// Splits, when > 0, overrides the split plan's splits per head block
 	// (for A/B timings).
 	Splits int
+	// Mergers, when > 0, makes the fused merge (2 to 16 splits) tagged:
+	// each block's partials carry the call's parity in their lowest bit,
+	// a relaxed count (no fence) elects the last Mergers blocks to finish,
+	// and each merges 1/Mergers of the outputs, loading the partials again
+	// until every one carries the parity. More than one merger waits for
+	// blocks not yet finished, so it needs the whole grid resident at once
+	// (Decoder.Mergers falls back to 1 where it is not).
+	Mergers int
 }
 
 // String renders t in the HBENCH_DECODE syntax.
@@ -209,8 +222,8 @@ func (t DecodeTuning) String() string {
 		}
 		return 0
 	}
-	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d,evict=%d,trace=%d,splits=%d",
-		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse), b(t.EvictFirst), b(t.Trace), t.Splits)
+	return fmt.Sprintf("threads=%d,tile=%d,minb=%d,prefetch=%d,scatter=%d,group=%d,mma=%d,warps=%d,stages=%d,kt=%d,fuse=%d,evict=%d,trace=%d,splits=%d,mergers=%d",
+		t.Threads, t.Tile, t.MinBlocks, b(t.Prefetch), t.Scatter, t.Group, t.MMA, t.Warps, t.Stages, t.KeyTile, b(t.Fuse), b(t.EvictFirst), b(t.Trace), t.Splits, t.Mergers)
 }
 
 // DefaultDecodeTuning returns the tuning for a group size (query heads
@@ -220,7 +233,7 @@ func (t DecodeTuning) String() string {
 func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 	// Measured best on the H200 (docs/gpu-notes.md): 256 threads, tile 2,
 	// owner-lane softmax; 128 registers, 2 blocks/SM for group 4.
-	t := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 2, MMA: 4, Warps: 8, Stages: 3, KeyTile: 16, Fuse: true, EvictFirst: true}
+	t := DecodeTuning{Threads: 256, Tile: 2, Prefetch: true, Scatter: 2, MMA: 4, Warps: 8, Stages: 3, KeyTile: 16, Fuse: true, EvictFirst: true, Mergers: 4}
 	if group >= 8 {
 		// Group 8 needs about 255 registers at 256 threads.
 		t.Threads = 128
@@ -228,6 +241,9 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 	// Groups >= 4 run the tensor-core kernel: 8 warps × 3 stages of
 	// 16-key tiles (192 KiB of shared memory at d = 128, one block per
 	// SM), fused merge; best of the A/B in docs/gpu-notes.md (version 7).
+	// The merge is tagged, by the last 4 blocks of a head block (session
+	// 9: 0.2-0.5 µs off the gather at 128K-1M against the count's one
+	// merging block).
 	// Note: tile 4 (157-185 registers, 1 block/SM), 128-thread blocks with
 	// launch bounds, and group=1 (one block per query head, K/V shared
 	// through L2 only) were all slower for group 4; see docs/gpu-notes.md.
@@ -270,12 +286,14 @@ func DefaultDecodeTuning(group int) (DecodeTuning, error) {
 			t.Trace = n != 0
 		case "splits":
 			t.Splits = n
+		case "mergers":
+			t.Mergers = n
 		default:
-			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse, evict, trace, splits)", k)
+			return t, fmt.Errorf("HBENCH_DECODE: unknown key %q (threads, tile, minb, prefetch, scatter, group, mma, warps, stages, kt, fuse, evict, trace, splits, mergers)", k)
 		}
 	}
 	if t.Threads < 32 || t.Threads > 1024 || t.Threads%32 != 0 || t.Tile < 1 || t.Tile > 8 || t.Tile&(t.Tile-1) != 0 || t.MinBlocks < 0 || t.Group < 0 || t.Scatter < 0 || t.Scatter > 2 ||
-		t.MMA < 0 || t.Warps < 1 || t.Warps > 32 || t.Stages < 2 || t.Stages > 8 || (t.KeyTile != 16 && t.KeyTile != 32) || t.Splits < 0 {
+		t.MMA < 0 || t.Warps < 1 || t.Warps > 32 || t.Stages < 2 || t.Stages > 8 || (t.KeyTile != 16 && t.KeyTile != 32) || t.Splits < 0 || t.Mergers < 0 || t.Mergers > mmaSlots {
 		return t, fmt.Errorf("HBENCH_DECODE: bad tuning %v", t)
 	}
 	return t, nil
@@ -449,6 +467,25 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 			return nil, err
 		}
 	}
+	if m := tune.Mergers; d.MMA && tune.Fuse && m > 0 && d.Splits > 1 && d.Splits <= mmaSlots {
+		if m > 1 && hb*d.Splits > c.d.Props.SMs*d.Occ {
+			m = 1 // mergers wait for blocks not yet finished: all must be resident
+		}
+		d.Mergers = min(m, d.Splits)
+		// One 16-byte slot (acc, M, L) per output pair and split, all
+		// starting as the neutral (0, 0, MM_NEG, 0) with every word's
+		// lowest bit 1 (parity 1): the first call, at parity 0, waits for
+		// its own; slots past the splits keep these values.
+		n := hb * mmaSlots * d.group * s.HeadDim / 2
+		init := make([]uint32, 4*n)
+		for i := 0; i < n; i++ {
+			init[4*i], init[4*i+1], init[4*i+2], init[4*i+3] = 1, 1, math.Float32bits(-1e30)|1, 1
+		}
+		c.Free(d.pacc)
+		if d.pacc, err = Upload(c, init); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -495,9 +532,9 @@ func (d *Decoder) Enqueue(c *Ctx, s Stream, in DecodeInputs) error {
 	var err error
 	switch {
 	case d.MMA && d.Sel == Dense:
-		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out)
+		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out, d.Mergers)
 	case d.MMA:
-		err = c.LaunchPDL(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out)
+		err = c.LaunchPDL(d.partial, grid, block, smem, s, in.Q, in.K, in.V, in.Idx, d.K, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml, d.cnt, d.Out, d.Mergers)
 	case d.Sel == Dense:
 		err = c.Launch(d.partial, grid, block, smem, s, in.Q, in.K, in.V, sh.Context, sh.Heads, sh.KVHeads, d.Chunk, scale, d.pacc, d.pml)
 	default:
@@ -519,8 +556,8 @@ const DecodeTracePoints = 10
 // %globaltimer (ns) as lane 0 passed each point: 0 start, 1 its first
 // tiles' copies issued, 2 tile 0 arrived, 3 its last tile arrived, 4 its
 // tiles done, 5 the block's partials written, 6 past the block's count of
-// finished splits, 7 the merge done (the merging block only), 8 the
-// merge's loads arrived (the merging block, at most 16 splits), 9 the
+// finished splits, 7 the merge done (the merging blocks only), 8 the
+// merge's loads arrived (the merging blocks, at most 16 splits), 9 the
 // block's barrier before its count; 0 where a warp had no tile or did not
 // pass the point.
 func (d *Decoder) Trace(c *Ctx) ([][][DecodeTracePoints]uint64, error) {

@@ -231,7 +231,7 @@ func relErr(got []float32, want []float64) float64 {
 }
 
 // runDecode uploads the inputs, poisons the output, runs the decoder
-// (twice) and downloads the output.
+// (three times) and downloads the output.
 func runDecode(t *testing.T, d *Device, s Shape, sel Selection, k int, q []float32, kv, vv kvData, idx []int32) ([]float32, *Decoder) {
 	t.Helper()
 	out := make([]float32, s.Batch*s.Heads*s.HeadDim)
@@ -254,9 +254,10 @@ func runDecode(t *testing.T, d *Device, s Shape, sel Selection, k int, q []float
 			}
 			defer c.Free(in.Idx)
 		}
-		// Two calls, each on a poisoned output: the second checks that
-		// per-call state (the fused merge's counters) is reset.
-		for range 2 {
+		// Three calls, each on a poisoned output: the later ones check
+		// that per-call state (the fused merge's counters, the tagged
+		// merge's parity, which flips every call) carries over.
+		for range 3 {
 			if err := c.Poison(dec.Out); err != nil {
 				return err
 			}

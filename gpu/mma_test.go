@@ -92,3 +92,56 @@ func TestDecodeMMATunings(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeMergersMatchesReference runs the tagged merge (mergers=K: a
+// relaxed count elects the last K blocks of a head block, which merge a
+// share of the outputs each, loading the partial slots until every one
+// carries the call's parity) at 2 to 16 splits, and the count's merge
+// (mergers=0), against the float64 reference. runDecode calls three times, so the parity flips both ways.
+func TestDecodeMergersMatchesReference(t *testing.T) {
+	d := device(t)
+	type tcase struct {
+		s   Shape
+		sel Selection
+		k   int
+	}
+	cases := []tcase{
+		{Shape{1, 32, 8, 128, 40000, BF16}, PerKVHead, 1250},
+		{Shape{2, 8, 2, 128, 5000, BF16}, Dense, 0}, // 20 splits: the count's merge
+		{Shape{1, 8, 1, 64, 3001, FP16}, Dense, 0},  // group 8, d = 64
+		{Shape{2, 8, 2, 128, 5000, BF16}, PerKVHead, 333},
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, tc := range cases {
+		q, kv, vv := randQ(rng, tc.s, 2), randKV(rng, tc.s), randKV(rng, tc.s)
+		var idx []int32
+		if tc.sel != Dense {
+			idx = randLists(rng, tc.s, tc.sel, tc.k)
+		}
+		ref := decodeRef(tc.s, tc.sel, tc.k, q, kv, vv, idx)
+		for _, v := range []struct {
+			env string
+			m   int
+		}{{"mergers=0", 0}, {"mergers=1", 1}, {"mergers=2", 2}, {"mergers=4", 4}, {"mergers=4,splits=3", 4}, {"mergers=3,splits=16", 3}, {"mergers=16,splits=7", 16}, {"mergers=2,splits=2", 2}} {
+			t.Setenv("HBENCH_DECODE", v.env)
+			got, dec := runDecode(t, d, tc.s, tc.sel, tc.k, q, kv, vv, idx)
+			want := 0
+			if dec.Splits > 1 && dec.Splits <= 16 {
+				want = min(v.m, dec.Splits)
+			}
+			if dec.Mergers != want {
+				t.Fatalf("%s %+v: %d splits, %d mergers, want %d", v.env, tc.s, dec.Splits, dec.Mergers, want)
+			}
+			for j, x := range got {
+				if math.IsNaN(float64(x)) {
+					t.Fatalf("%s %+v %v: output %d not written (NaN)", v.env, tc.s, tc.sel, j)
+				}
+			}
+			if e := relErr(got, ref); !(e < 1e-2) {
+				t.Errorf("%s %+v %v k=%d: rel err %.2e (%d splits, %d mergers)", v.env, tc.s, tc.sel, tc.k, e, dec.Splits, dec.Mergers)
+			} else {
+				t.Logf("%s %+v %v k=%d: rel err %.2e, %d splits of %d, %d mergers", v.env, tc.s, tc.sel, tc.k, e, dec.Splits, dec.Chunk, dec.Mergers)
+			}
+		}
+	}
+}

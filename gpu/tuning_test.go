@@ -12,16 +12,17 @@ func TestDecodeTuningEnv(t *testing.T) {
 		want  string // DecodeTuning.String(), or an error substring
 		isErr bool
 	}{
-		{"", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0", false},
-		{"", 8, "threads=128,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0", false},
-		{"tile=4,scatter=0", 4, "threads=256,tile=4,minb=0,prefetch=1,scatter=0,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0", false},
-		{"threads=128,minb=4,prefetch=0,group=1", 1, "threads=128,tile=2,minb=4,prefetch=0,scatter=2,group=1,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0", false},
-		{"mma=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=0,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0", false},
-		{"mma=1,warps=8,stages=2,kt=32,fuse=0,evict=0,trace=1,splits=5", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=1,warps=8,stages=2,kt=32,fuse=0,evict=0,trace=1,splits=5", false},
+		{"", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0,mergers=4", false},
+		{"", 8, "threads=128,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0,mergers=4", false},
+		{"tile=4,scatter=0", 4, "threads=256,tile=4,minb=0,prefetch=1,scatter=0,group=0,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0,mergers=4", false},
+		{"threads=128,minb=4,prefetch=0,group=1", 1, "threads=128,tile=2,minb=4,prefetch=0,scatter=2,group=1,mma=4,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0,mergers=4", false},
+		{"mma=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=0,warps=8,stages=3,kt=16,fuse=1,evict=1,trace=0,splits=0,mergers=4", false},
+		{"mma=1,warps=8,stages=2,kt=32,fuse=0,evict=0,trace=1,splits=5,mergers=0", 4, "threads=256,tile=2,minb=0,prefetch=1,scatter=2,group=0,mma=1,warps=8,stages=2,kt=32,fuse=0,evict=0,trace=1,splits=5,mergers=0", false},
 		{"tile=3", 4, "bad tuning", true},
 		{"kt=8", 4, "bad tuning", true},
 		{"stages=1", 4, "bad tuning", true},
 		{"splits=-1", 4, "bad tuning", true},
+		{"mergers=17", 4, "bad tuning", true},
 		{"blocks=4", 4, "unknown key", true},
 		{"tile", 4, "not key=integer", true},
 	} {

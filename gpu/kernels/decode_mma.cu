@@ -17,7 +17,14 @@
 //               splits (log-sum-exp) and writes the output, so no
 //               decode_combine launch (one split writes it directly; up
 //               to MM_SLOTS splits are merged from MM_SLOTS padded slots
-//               with no per-split predicate); 0: decode_combine does it
+//               with no per-split predicate); 0: decode_combine does it.
+//               The kernels' last argument `mergers` > 0 (2 to MM_SLOTS
+//               splits, gpu.DecodeTuning.Mergers) makes the merge tagged:
+//               partials carry the call's parity in each word's lowest
+//               bit, a relaxed count elects the last `mergers` blocks, and
+//               each merges 1/mergers of the outputs once every partial it
+//               loads carries the parity (no fence before the count; one
+//               SM no longer loads every partial)
 //   MMA_EVICT   1: K/V rows are loaded under an L2 evict-first policy
 //               (read once: they displace each other, not other data);
 //               gpu.DecodeDefines sets it for the gather only
@@ -74,7 +81,7 @@
 // start (past pdl_wait), 1 its first tiles' copies issued (their indices
 // arrived), 2 tile 0 arrived, 3 its last tile arrived, 4 its tiles done, 5
 // the block's partials written, 6 past the block's count, 7 the merge done
-// (the last block only), 8 the merge's loads arrived (the last block, at
+// (the merging blocks only), 8 the merge's loads arrived (the merging blocks, at
 // most MM_SLOTS splits), 9 the barrier before the count; 0 where a warp
 // did not pass the point (gpu.Decoder.Trace).
 __device__ unsigned long long mm_trace[MM_TRACE_BLOCKS][MMA_WARPS][MM_TRACE_PTS];
@@ -122,6 +129,36 @@ __device__ __forceinline__ float mm_ex2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+}
+
+// mm_st4 and mm_ld4 are the tagged merge's 16-byte stores and loads:
+// relaxed at GPU scope, so that they meet in L2 (a load never hits a
+// stale L1 line) and a merging block may race a writer without a data
+// race in the PTX memory model.
+__device__ __forceinline__ void mm_st4(float4* p, float4 v) {
+    asm volatile("st.relaxed.gpu.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z),
+                 "f"(v.w)
+                 : "memory");
+}
+__device__ __forceinline__ float4 mm_ld4(const float4* p) {
+    float4 v;
+    asm volatile("ld.relaxed.gpu.global.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                 : "l"(p)
+                 : "memory");
+    return v;
+}
+// mm_tag sets the lowest mantissa bit of each word to the call's parity
+// par (a relative change of at most 2^-23), so that a merging block tells
+// this call's partial from the last call's, word by word.
+__device__ __forceinline__ float mm_tag1(float x, unsigned par) { return __uint_as_float((__float_as_uint(x) & ~1u) | par); }
+__device__ __forceinline__ float4 mm_tag(float4 v, unsigned par) {
+    return make_float4(mm_tag1(v.x, par), mm_tag1(v.y, par), mm_tag1(v.z, par), mm_tag1(v.w, par));
+}
+// mm_stale's lowest bit is set where the lowest bit of a word of v is not par.
+__device__ __forceinline__ unsigned mm_stale(float4 v, unsigned par) {
+    return (__float_as_uint(v.x) ^ par) | (__float_as_uint(v.y) ^ par) | (__float_as_uint(v.z) ^ par) |
+           (__float_as_uint(v.w) ^ par);
 }
 
 __device__ __forceinline__ unsigned mm_smem(const void* p) {
@@ -222,7 +259,8 @@ template <bool GATHER>
 __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const char* __restrict__ k,
                                             const char* __restrict__ v, const int* __restrict__ idx, int n, int N,
                                             int hq, int hkv, int chunk, float scale, float* __restrict__ pacc,
-                                            float* __restrict__ pml, int* __restrict__ cnt, float* __restrict__ out) {
+                                            float* __restrict__ pml, int* __restrict__ cnt, float* __restrict__ out,
+                                            int mergers) {
     extern __shared__ __align__(128) unsigned char mm_sm[];
     MM_STAMP(0);
 #if MMA_TRACE
@@ -264,6 +302,11 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
             qy[kk] = *(const float2*)(qp + kk * 16 + 8);
         }
     }
+    // Tagged merge (mergers > 0): this call's parity, from the head block's
+    // count, which holds par*splits plus the splits counted so far.
+    int c0 = 0;
+    if (MMA_FUSE && mergers > 0 && splits > 1)
+        asm volatile("ld.relaxed.gpu.global.s32 %0, [%1];" : "=r"(c0) : "l"(cnt + (size_t)b * gridDim.y + hb));
     int ixp[MMA_STAGES];
 #pragma unroll
     for (int s = 0; s < MMA_STAGES; s++) ixp[s] = mm_index<GATHER>(il, tb0 + s * tstride, end, lane);
@@ -417,6 +460,11 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
             *(float2*)(out + bh * HEAD_DIM + c) = make_float2(acc.x * inv, acc.y * inv);
             continue;
         }
+        if (MMA_FUSE && mergers > 0) {  // (acc, M, L) of output pair p, one tagged 16-byte slot
+            mm_st4((float4*)pacc + (((size_t)b * gridDim.y + hb) * MM_SLOTS + split) * (GROUP * HEAD_DIM / 2) + p,
+                   mm_tag(make_float4(acc.x, acc.y, M, L), c0 >= splits));
+            continue;
+        }
         const size_t oi = bh * ps + split;
         *(float2*)(pacc + oi * HEAD_DIM + c) = acc;
         if (c == 0) *(float2*)(pml + 2 * oi) = make_float2(M, L);
@@ -443,14 +491,67 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
     if (threadIdx.x == 0) {
         int* ctr = cnt + (size_t)b * gridDim.y + hb;
         int done;
-        asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(done) : "l"(ctr) : "memory");
-        mm_last = done == splits - 1;
-        if (mm_last) *ctr = 0;
+        if (mergers > 0) {
+            // Tagged: a relaxed count (no fence waits for the partials to
+            // land first) elects the last `mergers` blocks; mm_last holds
+            // which of them this is (1 .. mergers, 0: none). The count runs
+            // from par*splits; the last block sets it to the other
+            // parity's start.
+            const int par = c0 >= splits;
+            asm volatile("atom.relaxed.gpu.global.add.s32 %0, [%1], 1;" : "=r"(done) : "l"(ctr) : "memory");
+            done -= par * splits;
+            mm_last = max(0, done - (splits - mergers) + 1);
+            if (done == splits - 1) *ctr = (par ^ 1) * splits;
+        } else {
+            asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(done) : "l"(ctr) : "memory");
+            mm_last = done == splits - 1;
+            if (mm_last) *ctr = 0;
+        }
     }
     __syncthreads();
     MM_STAMP(6);
     if (!mm_last) return;
-    if (splits <= MM_SLOTS) {
+    if (mergers > 0) {
+        // Merger j = mm_last - 1 of `mergers` merges output pairs [j*pp,
+        // (j+1)*pp): it loads all MM_SLOTS slots of a pair at once, again
+        // while a split's slot still carries the last call's parity (a
+        // partial not yet in L2, or, for all but the last merger, of a
+        // block not yet counted). The slots past the splits hold neutral
+        // (0, 0, MM_NEG, 0) from the decoder's start and are not checked.
+        // A wait that never ends traps after 2^26 rounds.
+        constexpr int P2 = GROUP * HEAD_DIM / 2;
+        const unsigned par = c0 >= splits;
+        const int pp = (P2 + mergers - 1) / mergers, pe = min(P2, mm_last * pp);
+        const float4* sl = (const float4*)pacc + ((size_t)b * gridDim.y + hb) * MM_SLOTS * P2;
+        for (int p = (mm_last - 1) * pp + threadIdx.x; p < pe; p += MMA_WARPS * 32) {
+            float4 t[MM_SLOTS];
+            for (unsigned rounds = 0;; rounds++) {
+                unsigned stale = 0;
+#pragma unroll
+                for (int x = 0; x < MM_SLOTS; x++) t[x] = mm_ld4(sl + x * P2 + p);
+#pragma unroll
+                for (int x = 0; x < MM_SLOTS; x++)
+                    if (x < splits) stale |= mm_stale(t[x], par);
+                if (!(stale & 1)) break;
+                if (rounds > (1u << 26)) __trap();
+            }
+            MM_STAMP(8);
+            float M = t[0].z;
+#pragma unroll
+            for (int x = 1; x < MM_SLOTS; x++) M = fmaxf(M, t[x].z);
+            float L = 0.f, ax = 0.f, ay = 0.f;
+#pragma unroll
+            for (int x = 0; x < MM_SLOTS; x++) {
+                const float w = mm_ex2(t[x].z - M);
+                L = fmaf(w, t[x].w, L);
+                ax = fmaf(w, t[x].x, ax);
+                ay = fmaf(w, t[x].y, ay);
+            }
+            const int g = 2 * p / HEAD_DIM, c = 2 * p % HEAD_DIM;
+            const float inv = 1.f / L;
+            *(float2*)(out + ((size_t)b * hq + qh0 + g) * HEAD_DIM + c) = make_float2(ax * inv, ay * inv);
+        }
+    } else if (splits <= MM_SLOTS) {
         // One round trip, two outputs a thread, no predicates: each thread
         // loads all MM_SLOTS slots' partials and (M, L) pairs of its head
         // at once (the slots past `splits` hold (MM_NEG, 0) and zeros,
@@ -564,15 +665,16 @@ __device__ __forceinline__ void mma_partial(const float* __restrict__ q, const c
 extern "C" __global__ void __launch_bounds__(MMA_WARPS * 32)
 decode_dense_mma(const float* __restrict__ q, const char* __restrict__ k, const char* __restrict__ v, int N, int hq,
                  int hkv, int chunk, float scale, float* __restrict__ pacc, float* __restrict__ pml, int* __restrict__ cnt,
-                 float* __restrict__ out) {
+                 float* __restrict__ out, int mergers) {
     pdl_wait();
-    mma_partial<false>(q, k, v, nullptr, N, N, hq, hkv, chunk, scale, pacc, pml, cnt, out);
+    mma_partial<false>(q, k, v, nullptr, N, N, hq, hkv, chunk, scale, pacc, pml, cnt, out, mergers);
 }
 
 extern "C" __global__ void __launch_bounds__(MMA_WARPS * 32)
 decode_gather_mma(const float* __restrict__ q, const char* __restrict__ k, const char* __restrict__ v,
                   const int* __restrict__ idx, int n, int N, int hq, int hkv, int chunk, float scale,
-                  float* __restrict__ pacc, float* __restrict__ pml, int* __restrict__ cnt, float* __restrict__ out) {
+                  float* __restrict__ pacc, float* __restrict__ pml, int* __restrict__ cnt, float* __restrict__ out,
+                  int mergers) {
     pdl_wait();  // the lists come from the kernel before (LaunchPDL)
-    mma_partial<true>(q, k, v, idx, n, N, hq, hkv, chunk, scale, pacc, pml, cnt, out);
+    mma_partial<true>(q, k, v, idx, n, N, hq, hkv, chunk, scale, pacc, pml, cnt, out, mergers);
 }
