@@ -468,8 +468,13 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 		}
 	}
 	if m := tune.Mergers; d.MMA && tune.Fuse && m > 0 && d.Splits > 1 && d.Splits <= mmaSlots {
+		// Mergers but the last wait for blocks not yet finished, so every
+		// block must be resident at once: one wave, and no kernel after
+		// this one may take SMs first (the decode kernels never trigger
+		// their dependents early, so a PDL successor starts only once
+		// every block has exited).
 		if m > 1 && hb*d.Splits > c.d.Props.SMs*d.Occ {
-			m = 1 // mergers wait for blocks not yet finished: all must be resident
+			m = 1
 		}
 		d.Mergers = min(m, d.Splits)
 		// One 16-byte slot (acc, M, L) per output pair and split, all
