@@ -34,6 +34,14 @@ func decodeRef(s Shape, sel Selection, k int, q []float32, kv, vv kvData, idx []
 	return want
 }
 
+// decodeCase is a decode problem of the tests: a shape, a selection and
+// the list length k (0 for Dense).
+type decodeCase struct {
+	s   Shape
+	sel Selection
+	k   int
+}
+
 // TestDecodeMMATunings runs the tensor-core kernel under tunings other
 // than the default (every group size with mma=1, 32-key tiles, 1 and 8
 // warps, 2 and 4 stages, with and without the fused merge) against the float64 reference; the default
@@ -41,12 +49,7 @@ func decodeRef(s Shape, sel Selection, k int, q []float32, kv, vv kvData, idx []
 // TestDecodeSparseMatchesReference.
 func TestDecodeMMATunings(t *testing.T) {
 	d := device(t)
-	type tcase struct {
-		s   Shape
-		sel Selection
-		k   int
-	}
-	cases := []tcase{
+	cases := []decodeCase{
 		{Shape{2, 8, 2, 128, 5000, BF16}, Dense, 0},
 		{Shape{1, 8, 1, 64, 3001, FP16}, Dense, 0},  // group 8, d = 64, fp16
 		{Shape{2, 6, 3, 128, 2049, FP16}, Dense, 0}, // group 2 (mma only with mma=1)
@@ -97,15 +100,11 @@ func TestDecodeMMATunings(t *testing.T) {
 // relaxed count elects the last K blocks of a head block, which merge a
 // share of the outputs each, loading the partial slots until every one
 // carries the call's parity) at 2 to 16 splits, and the count's merge
-// (mergers=0), against the float64 reference. runDecode calls three times, so the parity flips both ways.
+// (mergers=0), against the float64 reference. runDecode calls three
+// times, so the parity flips both ways.
 func TestDecodeMergersMatchesReference(t *testing.T) {
 	d := device(t)
-	type tcase struct {
-		s   Shape
-		sel Selection
-		k   int
-	}
-	cases := []tcase{
+	cases := []decodeCase{
 		{Shape{1, 32, 8, 128, 40000, BF16}, PerKVHead, 1250},
 		{Shape{2, 8, 2, 128, 5000, BF16}, Dense, 0}, // 20 splits: the count's merge
 		{Shape{1, 8, 1, 64, 3001, FP16}, Dense, 0},  // group 8, d = 64
