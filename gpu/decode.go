@@ -440,12 +440,37 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 	if tune.Splits > 0 {
 		d.Splits, d.Chunk = ChunkPlan(n, tune.Splits, 1, step)
 	}
+	if m := tune.Mergers; d.MMA && tune.Fuse && m > 0 && d.Splits > 1 && d.Splits <= mmaSlots {
+		// Mergers but the last wait for blocks not yet finished, so every
+		// block must be resident at once: one wave, and no kernel after
+		// this one may take SMs first (the decode kernels never trigger
+		// their dependents early, so a PDL successor starts only once
+		// every block has exited).
+		if m > 1 && hb*d.Splits > c.d.Props.SMs*d.Occ {
+			m = 1
+		}
+		d.Mergers = min(m, d.Splits)
+	}
 	bh := int64(s.Batch * s.Heads)
 	slots := d.Splits
 	if d.MMA && tune.Fuse && d.Splits <= mmaSlots {
 		slots = mmaSlots
 	}
-	if d.pacc, err = c.Alloc(bh * int64(slots) * int64(s.HeadDim) * 4); err != nil {
+	if d.Mergers > 0 {
+		// One 16-byte slot (acc, M, L) per output pair and split, all
+		// starting as the neutral (0, 0, MM_NEG, 0) with every word's
+		// lowest bit 1 (parity 1): the first call, at parity 0, waits for
+		// its own; slots past the splits keep these values.
+		n := hb * mmaSlots * d.group * s.HeadDim / 2
+		init := make([]uint32, 4*n)
+		for i := 0; i < n; i++ {
+			init[4*i], init[4*i+1], init[4*i+2], init[4*i+3] = 1, 1, math.Float32bits(-1e30)|1, 1
+		}
+		d.pacc, err = Upload(c, init)
+	} else {
+		d.pacc, err = c.Alloc(bh * int64(slots) * int64(s.HeadDim) * 4)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if d.pml, err = c.Alloc(bh * int64(slots) * 2 * 4); err != nil {
@@ -464,30 +489,6 @@ func NewDecoder(c *Ctx, s Shape, sel Selection, k int) (*Decoder, error) {
 			return nil, err
 		}
 		if err := c.Sync(); err != nil {
-			return nil, err
-		}
-	}
-	if m := tune.Mergers; d.MMA && tune.Fuse && m > 0 && d.Splits > 1 && d.Splits <= mmaSlots {
-		// Mergers but the last wait for blocks not yet finished, so every
-		// block must be resident at once: one wave, and no kernel after
-		// this one may take SMs first (the decode kernels never trigger
-		// their dependents early, so a PDL successor starts only once
-		// every block has exited).
-		if m > 1 && hb*d.Splits > c.d.Props.SMs*d.Occ {
-			m = 1
-		}
-		d.Mergers = min(m, d.Splits)
-		// One 16-byte slot (acc, M, L) per output pair and split, all
-		// starting as the neutral (0, 0, MM_NEG, 0) with every word's
-		// lowest bit 1 (parity 1): the first call, at parity 0, waits for
-		// its own; slots past the splits keep these values.
-		n := hb * mmaSlots * d.group * s.HeadDim / 2
-		init := make([]uint32, 4*n)
-		for i := 0; i < n; i++ {
-			init[4*i], init[4*i+1], init[4*i+2], init[4*i+3] = 1, 1, math.Float32bits(-1e30)|1, 1
-		}
-		c.Free(d.pacc)
-		if d.pacc, err = Upload(c, init); err != nil {
 			return nil, err
 		}
 	}
