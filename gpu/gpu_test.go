@@ -317,11 +317,7 @@ func TestDecodeDenseMatchesReference(t *testing.T) {
 func TestDecodeSparseMatchesReference(t *testing.T) {
 	d := device(t)
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, tc := range []struct {
-		s   Shape
-		sel Selection
-		k   int
-	}{
+	for _, tc := range []decodeCase{
 		{Shape{1, 4, 1, 128, 100, BF16}, PerKVHead, 1},
 		{Shape{1, 4, 1, 128, 100, BF16}, PerHead, 1},
 		{Shape{2, 8, 2, 128, 5000, BF16}, PerKVHead, 333},

@@ -13,11 +13,7 @@ import (
 func TestGatherRowsChecksum(t *testing.T) {
 	d := device(t)
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, tc := range []struct {
-		s   Shape
-		sel Selection
-		k   int
-	}{
+	for _, tc := range []decodeCase{
 		{Shape{2, 8, 2, 128, 3001, BF16}, PerKVHead, 377},
 		{Shape{2, 8, 2, 128, 3001, BF16}, PerHead, 93},
 		{Shape{1, 4, 4, 64, 1000, FP16}, PerKVHead, 1},
