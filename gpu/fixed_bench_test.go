@@ -112,7 +112,9 @@ func BenchmarkColdFixedCost(b *testing.B) {
 // L2 flush (coldCalls). For each point of DecodeTracePoints after the
 // start it reports the median over calls of the median over warps of (the
 // warp's stamp - the grid's first start), in µs, and NAME-max-us the same
-// for the latest warp.
+// for the latest warp; start-us and start-max-us are the warps' own
+// starts. HBENCH_TRACE_FLUSH and HBENCH_TRACE_PRE choose what the call
+// finds in L2 and in the SMs' instruction caches (diagnostics).
 func BenchmarkGatherPhases(b *testing.B) {
 	d := device(b)
 	b.Setenv("HBENCH_DECODE", strings.TrimPrefix(os.Getenv("HBENCH_DECODE")+",trace=1", ","))
@@ -122,6 +124,7 @@ func BenchmarkGatherPhases(b *testing.B) {
 			s := Shape{1, 32, 8, 128, n, BF16}
 			k := n / 32
 			var per, most [DecodeTracePoints - 1][]float64
+			var start, startMax []float64
 			err := d.Do(func(c *Ctx) error {
 				in, free, err := deviceInputs(c, s, k)
 				defer free()
@@ -133,9 +136,48 @@ func BenchmarkGatherPhases(b *testing.B) {
 					return err
 				}
 				defer dec.Free(c)
-				return coldCalls(c, b, func() error { return dec.Enqueue(c, 0, in) }, func() error {
+				// diagnostics of the start (HBENCH_TRACE_PRE): "data" reads
+				// q and the lists back into L2 after the flush; "code" runs
+				// the same decoder on inputs of its own before the flush, so
+				// that the SMs' instruction caches hold its code while L2
+				// holds neither its code nor its data
+				pre := func() error { return nil }
+				before := func() error { return nil }
+				switch os.Getenv("HBENCH_TRACE_PRE") {
+				case "data":
+					pre = func() error {
+						if err := c.EnqueueRead(in.Q, 0); err != nil {
+							return err
+						}
+						return c.EnqueueRead(in.Idx, 0)
+					}
+				case "code":
+					oin, ofree, err := deviceInputs(c, s, k)
+					defer ofree()
+					if err != nil {
+						return err
+					}
+					before = func() error {
+						if err := dec.Enqueue(c, 0, oin); err != nil {
+							return err
+						}
+						return c.Sync()
+					}
+				}
+				if err := before(); err != nil {
+					return err
+				}
+				return coldCalls(c, b, func() error {
+					if err := pre(); err != nil {
+						return err
+					}
+					return dec.Enqueue(c, 0, in)
+				}, func() error {
 					tr, err := dec.Trace(c)
 					if err != nil {
+						return err
+					}
+					if err := before(); err != nil {
 						return err
 					}
 					if dump := os.Getenv("HBENCH_TRACE_DUMP"); dump != "" { // diagnostic: the raw stamps of the last call
@@ -157,6 +199,17 @@ func BenchmarkGatherPhases(b *testing.B) {
 							}
 						}
 					}
+					var v0 []float64
+					for _, blk := range tr {
+						for _, w := range blk {
+							if w[0] != 0 {
+								v0 = append(v0, float64(w[0]-t0)/1e3)
+							}
+						}
+					}
+					m0, _, _ := Quantiles(v0)
+					start = append(start, m0)
+					startMax = append(startMax, slices.Max(v0))
 					for p := 1; p < DecodeTracePoints; p++ {
 						var v []float64
 						for _, blk := range tr {
@@ -178,6 +231,12 @@ func BenchmarkGatherPhases(b *testing.B) {
 			})
 			if err != nil {
 				b.Fatal(err)
+			}
+			if len(start) > 0 {
+				m, _, _ := Quantiles(start)
+				b.ReportMetric(m, "start-us")
+				m, _, _ = Quantiles(startMax)
+				b.ReportMetric(m, "start-max-us")
 			}
 			for p, name := range names {
 				if len(per[p]) == 0 {
@@ -261,4 +320,77 @@ func coldCalls(c *Ctx, b *testing.B, enqueue, after func() error) error {
 		}
 	}
 	return nil
+}
+
+// BenchmarkFlushSettle asks what the cold protocols charge to the timed
+// call for the flush's own traffic: the empty call and the 256K gather per
+// KV head (32/8 heads, d 128, bf16, k = N/32) and its plain row reader,
+// timed as in hbench bench (graph, 60 calls after a write or read flush)
+// with the GPU left idle for 0-50 µs between the flush and the timed
+// call (TimeOpts.Settle). Metrics: medians in µs, NAME-FLUSH-SETTLE-us.
+func BenchmarkFlushSettle(b *testing.B) {
+	d := device(b)
+	s := Shape{1, 32, 8, 128, 256 << 10, BF16}
+	k := s.Context / 32
+	res := map[string]float64{}
+	err := d.Do(func(c *Ctx) error {
+		in, free, err := deviceInputs(c, s, k)
+		defer free()
+		if err != nil {
+			return err
+		}
+		out, err := c.Alloc(4)
+		if err != nil {
+			return err
+		}
+		defer c.Free(out)
+		dec, err := NewDecoder(c, s, PerKVHead, k)
+		if err != nil {
+			return err
+		}
+		defer dec.Free(c)
+		flush, err := c.FlushBuffer()
+		if err != nil {
+			return err
+		}
+		defer c.Free(flush)
+		st, err := c.NewStream()
+		if err != nil {
+			return err
+		}
+		defer c.DestroyStream(st)
+		calls := []struct {
+			name string
+			f    func() error
+		}{
+			{"noop", func() error { return c.EnqueueNoop(st) }},
+			{"gather", func() error { return dec.Enqueue(c, st, in) }},
+			{"rows", func() error { return c.EnqueueGatherRows(st, s, PerKVHead, k, in.K, in.V, in.Idx, out) }},
+		}
+		for _, clean := range []bool{false, true} {
+			for _, settle := range []float64{0, 2, 10, 50} {
+				for _, cl := range calls {
+					us, err := c.Time(st, TimeOpts{Warmup: 10, Repeats: 60, Cold: true, Clean: clean, Graph: true, Flush: flush, Settle: settle}, cl.f)
+					if err != nil {
+						return err
+					}
+					m, _, _ := Quantiles(us)
+					fl := "write"
+					if clean {
+						fl = "read"
+					}
+					name := fmt.Sprintf("%s-%s-%g", cl.name, fl, settle)
+					b.Logf("%s %.2f us", name, m)
+					res[name] = m
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, us := range res {
+		b.ReportMetric(us, name+"-us")
+	}
 }

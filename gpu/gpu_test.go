@@ -104,6 +104,35 @@ func TestCopyRoundTripAndGraph(t *testing.T) {
 	}
 }
 
+// TestIdleWaits checks that the settle kernel of TimeOpts.Settle keeps
+// the stream busy for at least the time asked (a lower bound on the
+// events' elapsed time, not a speed measurement).
+func TestIdleWaits(t *testing.T) {
+	d := device(t)
+	err := d.Do(func(c *Ctx) error {
+		s, err := c.NewStream()
+		if err != nil {
+			return err
+		}
+		defer c.DestroyStream(s)
+		for _, us := range []float64{20, 200} {
+			got, err := c.Time(s, TimeOpts{Warmup: 1, Repeats: 3}, func() error { return c.EnqueueIdle(us, s) })
+			if err != nil {
+				return err
+			}
+			for _, g := range got {
+				if g < us {
+					t.Errorf("idle %g µs: the events measured %.2f µs", us, g)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestQuantiles(t *testing.T) {
 	for _, tc := range []struct {
 		xs            []float64

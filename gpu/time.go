@@ -17,6 +17,11 @@ type TimeOpts struct {
 	// Flush is the buffer that evicts L2 (at least twice the L2 size);
 	// required when Cold.
 	Flush Buffer
+	// Settle, when > 0, idles the GPU for that many microseconds after
+	// each cold flush, before the timed call's first event (a kernel of
+	// one thread that touches no memory): what the flush's own traffic
+	// still costs the call once it starts (a diagnostic).
+	Settle float64
 }
 
 // Time measures enqueue (which must enqueue work only on s) under the
@@ -70,6 +75,11 @@ func (c *Ctx) Time(s Stream, o TimeOpts, enqueue func() error) ([]float64, error
 		if o.Cold {
 			if err := c.FlushL2(o.Flush, o.Clean, uint32(i), s); err != nil {
 				return nil, err
+			}
+			if o.Settle > 0 {
+				if err := c.EnqueueIdle(o.Settle, s); err != nil {
+					return nil, err
+				}
 			}
 		}
 		if err := c.Record(ev[2*i], s); err != nil {
@@ -168,6 +178,16 @@ func (c *Ctx) EnqueueRead(b Buffer, s Stream) error {
 		return err
 	}
 	return c.Launch(f, Dim3{X: uint32(c.d.Props.SMs * 8)}, Dim3{X: 256}, 0, s, b, b.Size/16, uintptr(0))
+}
+
+// EnqueueIdle launches one thread on s that spins for us microseconds
+// and touches no memory.
+func (c *Ctx) EnqueueIdle(us float64, s Stream) error {
+	f, err := c.utilFunc("idle")
+	if err != nil {
+		return err
+	}
+	return c.Launch(f, Dim3{X: 1}, Dim3{X: 1}, 0, s, int64(us*1e3))
 }
 
 // FlushL2 evicts L2 on s through the flush buffer b: by writing it (seed

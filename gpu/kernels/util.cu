@@ -63,6 +63,18 @@ extern "C" __global__ void fill_u32(unsigned int* dst, unsigned long long n, uns
 // the benchmark protocol (events, graph launch, block scheduling).
 extern "C" __global__ void noop() {}
 
+// idle spins one thread for ns nanoseconds of %globaltimer and touches no
+// memory: run between an L2 flush and a timed call, it lets the memory
+// system finish the flush's own traffic first (TimeOpts.Settle).
+extern "C" __global__ void idle(long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        __nanosleep(256);
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while ((long long)(t - t0) < ns);
+}
+
 // flush_read reads n 16-byte words of p. On a buffer of twice the L2 size
 // it is the clean flush: L2 then holds clean lines of p only, so the timed
 // call that follows evicts without write-backs (a memset flush leaves the L2 full of dirty
