@@ -323,9 +323,10 @@ func coldCalls(c *Ctx, b *testing.B, enqueue, after func() error) error {
 }
 
 // BenchmarkFlushSettle asks what the cold protocols charge to the timed
-// call for the flush's own traffic: the empty call and the 256K gather per
-// KV head (32/8 heads, d 128, bf16, k = N/32) and its plain row reader,
-// timed as in hbench bench (graph, 60 calls after a write or read flush)
+// call for the flush's own traffic: the empty call, the 256K gather per
+// KV head (32/8 heads, d 128, bf16, k = N/32), its plain row reader, and
+// a sequential read of as many bytes (32 MiB in one buffer: what any
+// reader of those bytes needs at least), timed as in hbench bench (graph, 60 calls after a write or read flush)
 // with the GPU left idle for 0-50 µs between the flush and the timed
 // call (TimeOpts.Settle). Metrics: medians in µs, NAME-FLUSH-SETTLE-us.
 func BenchmarkFlushSettle(b *testing.B) {
@@ -344,6 +345,18 @@ func BenchmarkFlushSettle(b *testing.B) {
 			return err
 		}
 		defer c.Free(out)
+		seq, err := c.Alloc(int64(s.KVHeads*k) * 2 * int64(s.HeadDim) * 2) // the K and V rows' bytes
+		if err != nil {
+			return err
+		}
+		defer c.Free(seq)
+		if err := c.FillU32(seq, 7); err != nil {
+			return err
+		}
+		wide, err := c.utilFunc("read_wide")
+		if err != nil {
+			return err
+		}
 		dec, err := NewDecoder(c, s, PerKVHead, k)
 		if err != nil {
 			return err
@@ -366,6 +379,9 @@ func BenchmarkFlushSettle(b *testing.B) {
 			{"noop", func() error { return c.EnqueueNoop(st) }},
 			{"gather", func() error { return dec.Enqueue(c, st, in) }},
 			{"rows", func() error { return c.EnqueueGatherRows(st, s, PerKVHead, k, in.K, in.V, in.Idx, out) }},
+			{"seqread", func() error {
+				return c.Launch(wide, Dim3{X: uint32(c.d.Props.SMs * 4)}, Dim3{X: 256}, 0, st, seq, seq.Size/16, uintptr(0))
+			}},
 		}
 		for _, clean := range []bool{false, true} {
 			for _, settle := range []float64{0, 2, 10, 50} {

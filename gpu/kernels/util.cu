@@ -90,6 +90,23 @@ extern "C" __global__ void flush_read(const uint4* __restrict__ p, unsigned long
     if (x == 0x9e3779b9u && sink) *sink = x;
 }
 
+// read_wide reads n 16-byte words of p, 8 independent loads a thread in
+// flight (flush_read has one): the time a plain reader of n*16 bytes
+// needs at least, in one sequential buffer (a diagnostic reference).
+extern "C" __global__ void __launch_bounds__(256) read_wide(const uint4* __restrict__ p, unsigned long long n,
+                                                            unsigned int* sink) {
+    unsigned int x = 0;
+    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += 8 * stride) {
+        uint4 w[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) w[u] = i + u * stride < n ? __ldcs(p + i + u * stride) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+        for (int u = 0; u < 8; u++) x ^= w[u].x ^ w[u].y ^ w[u].z ^ w[u].w;
+    }
+    if (x == 0x9e3779b9u && sink) *sink = x;
+}
+
 // gather_rows reads the K and V rows that a gather decode over the same
 // index lists reads, and nothing else: list l (nl lists per sequence;
 // batch l / nl) holds kk positions of KV head (l % nl) / (nl / hkv); each
