@@ -21,25 +21,14 @@ import (
 // NAME-us for the driver's carveout, NAME-max-us for the largest.
 func BenchmarkColdFixedCost(b *testing.B) {
 	d := device(b)
-	s := Shape{1, 32, 8, 128, 256 << 10, BF16}
-	k := s.Context / 32
 	res := map[string]float64{}
 	err := d.Do(func(c *Ctx) error {
-		in, free, err := deviceInputs(c, s, k)
+		g, free, err := newGatherCase(c)
 		defer free()
 		if err != nil {
 			return err
 		}
-		out, err := c.Alloc(4)
-		if err != nil {
-			return err
-		}
-		defer c.Free(out)
-		dec, err := NewDecoder(c, s, PerKVHead, k)
-		if err != nil {
-			return err
-		}
-		defer dec.Free(c)
+		s, k, in, out, dec, flush, st := g.s, g.k, g.in, g.out, g.dec, g.flush, g.st
 		// a second copy of util.cu (its own module), so that its noop may
 		// take the decoder's shared memory without changing the plain noop
 		m, err := c.module("util.cu", utilSrc, map[string]string{"HBENCH_WIDE_NOOP": "1"})
@@ -57,16 +46,6 @@ func BenchmarkColdFixedCost(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		flush, err := c.FlushBuffer()
-		if err != nil {
-			return err
-		}
-		defer c.Free(flush)
-		st, err := c.NewStream() // the legacy stream cannot be captured in a graph
-		if err != nil {
-			return err
-		}
-		defer c.DestroyStream(st)
 		grid := Dim3{uint32(dec.Splits), uint32(s.Heads / dec.group), 1}
 		calls := []struct {
 			name string
@@ -251,6 +230,56 @@ func BenchmarkGatherPhases(b *testing.B) {
 	}
 }
 
+// gatherCase is the 256K gather per KV head that the fixed-cost
+// benchmarks time (32/8 heads, d 128, bf16, k = N/32): its inputs, a
+// 4-byte output for the row reader, its decoder, a flush buffer and a
+// stream (the legacy stream cannot be captured in a graph).
+type gatherCase struct {
+	s     Shape
+	k     int
+	in    DecodeInputs
+	out   Buffer
+	dec   *Decoder
+	flush Buffer
+	st    Stream
+}
+
+// newGatherCase allocates a gatherCase; free releases what it holds, also
+// after an error.
+func newGatherCase(c *Ctx) (g *gatherCase, free func(), err error) {
+	g = &gatherCase{s: Shape{1, 32, 8, 128, 256 << 10, BF16}}
+	g.k = g.s.Context / 32
+	var undo []func()
+	free = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	in, freeIn, err := deviceInputs(c, g.s, g.k)
+	undo = append(undo, freeIn)
+	if err != nil {
+		return nil, free, err
+	}
+	g.in = in
+	if g.out, err = c.Alloc(4); err != nil {
+		return nil, free, err
+	}
+	undo = append(undo, func() { c.Free(g.out) })
+	if g.dec, err = NewDecoder(c, g.s, PerKVHead, g.k); err != nil {
+		return nil, free, err
+	}
+	undo = append(undo, func() { g.dec.Free(c) })
+	if g.flush, err = c.FlushBuffer(); err != nil {
+		return nil, free, err
+	}
+	undo = append(undo, func() { c.Free(g.flush) })
+	if g.st, err = c.NewStream(); err != nil {
+		return nil, free, err
+	}
+	undo = append(undo, func() { c.DestroyStream(g.st) })
+	return g, free, nil
+}
+
 // deviceInputs allocates random device inputs of a gather decode: q, K, V
 // filled on the device, and one list per KV head of k positions, one per
 // stride of N/k (ascending, distinct).
@@ -326,25 +355,20 @@ func coldCalls(c *Ctx, b *testing.B, enqueue, after func() error) error {
 // call for the flush's own traffic: the empty call, the 256K gather per
 // KV head (32/8 heads, d 128, bf16, k = N/32), its plain row reader, and
 // a sequential read of as many bytes (32 MiB in one buffer: what any
-// reader of those bytes needs at least), timed as in hbench bench (graph, 60 calls after a write or read flush)
-// with the GPU left idle for 0-50 µs between the flush and the timed
-// call (TimeOpts.Settle). Metrics: medians in µs, NAME-FLUSH-SETTLE-us.
+// reader of those bytes needs at least), timed as in hbench bench (graph,
+// 60 calls after a write or read flush) with the GPU left idle for 0-50
+// µs between the flush and the timed call (TimeOpts.Settle). Metrics:
+// medians in µs, NAME-FLUSH-SETTLE-us.
 func BenchmarkFlushSettle(b *testing.B) {
 	d := device(b)
-	s := Shape{1, 32, 8, 128, 256 << 10, BF16}
-	k := s.Context / 32
 	res := map[string]float64{}
 	err := d.Do(func(c *Ctx) error {
-		in, free, err := deviceInputs(c, s, k)
+		g, free, err := newGatherCase(c)
 		defer free()
 		if err != nil {
 			return err
 		}
-		out, err := c.Alloc(4)
-		if err != nil {
-			return err
-		}
-		defer c.Free(out)
+		s, k, in, out, dec, flush, st := g.s, g.k, g.in, g.out, g.dec, g.flush, g.st
 		seq, err := c.Alloc(int64(s.KVHeads*k) * 2 * int64(s.HeadDim) * 2) // the K and V rows' bytes
 		if err != nil {
 			return err
@@ -357,21 +381,6 @@ func BenchmarkFlushSettle(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		dec, err := NewDecoder(c, s, PerKVHead, k)
-		if err != nil {
-			return err
-		}
-		defer dec.Free(c)
-		flush, err := c.FlushBuffer()
-		if err != nil {
-			return err
-		}
-		defer c.Free(flush)
-		st, err := c.NewStream()
-		if err != nil {
-			return err
-		}
-		defer c.DestroyStream(st)
 		calls := []struct {
 			name string
 			f    func() error
