@@ -88,22 +88,21 @@ func BenchmarkColdFixedCost(b *testing.B) {
 // in-kernel %globaltimer stamps (HBENCH_DECODE=trace=1, set here for it):
 // 32 query / 8 KV heads, d 128, bf16, one list per KV head of k = N/32
 // random positions (one per stride), the gather launched alone after an
-// L2 flush (coldCalls). For each point of DecodeTracePoints after the
-// start it reports the median over calls of the median over warps of (the
-// warp's stamp - the grid's first start), in µs, and NAME-max-us the same
-// for the latest warp; start-us and start-max-us are the warps' own
-// starts. HBENCH_TRACE_FLUSH and HBENCH_TRACE_PRE choose what the call
-// finds in L2 and in the SMs' instruction caches (diagnostics).
+// L2 flush (coldCalls). For each point of DecodeTracePoints, the start
+// included, it reports the median over calls of the median over warps of
+// (the warp's stamp - the grid's first start), in µs, and NAME-max-us the
+// same for the latest warp. HBENCH_TRACE_FLUSH and HBENCH_TRACE_PRE choose
+// what the call finds in L2 and in the SMs' instruction caches
+// (diagnostics).
 func BenchmarkGatherPhases(b *testing.B) {
 	d := device(b)
 	b.Setenv("HBENCH_DECODE", strings.TrimPrefix(os.Getenv("HBENCH_DECODE")+",trace=1", ","))
-	names := [DecodeTracePoints - 1]string{"issued", "first", "lasttile", "computed", "partials", "counted", "merged", "loaded", "synced"}
+	names := [DecodeTracePoints]string{"start", "issued", "first", "lasttile", "computed", "partials", "counted", "merged", "loaded", "synced"}
 	for _, n := range []int{4 << 10, 256 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			s := Shape{1, 32, 8, 128, n, BF16}
 			k := n / 32
-			var per, most [DecodeTracePoints - 1][]float64
-			var start, startMax []float64
+			var per, most [DecodeTracePoints][]float64
 			err := d.Do(func(c *Ctx) error {
 				in, free, err := deviceInputs(c, s, k)
 				defer free()
@@ -178,18 +177,7 @@ func BenchmarkGatherPhases(b *testing.B) {
 							}
 						}
 					}
-					var v0 []float64
-					for _, blk := range tr {
-						for _, w := range blk {
-							if w[0] != 0 {
-								v0 = append(v0, float64(w[0]-t0)/1e3)
-							}
-						}
-					}
-					m0, _, _ := Quantiles(v0)
-					start = append(start, m0)
-					startMax = append(startMax, slices.Max(v0))
-					for p := 1; p < DecodeTracePoints; p++ {
+					for p := range DecodeTracePoints {
 						var v []float64
 						for _, blk := range tr {
 							for _, w := range blk {
@@ -202,20 +190,14 @@ func BenchmarkGatherPhases(b *testing.B) {
 							continue
 						}
 						m, _, _ := Quantiles(v)
-						per[p-1] = append(per[p-1], m)
-						most[p-1] = append(most[p-1], slices.Max(v))
+						per[p] = append(per[p], m)
+						most[p] = append(most[p], slices.Max(v))
 					}
 					return nil
 				})
 			})
 			if err != nil {
 				b.Fatal(err)
-			}
-			if len(start) > 0 {
-				m, _, _ := Quantiles(start)
-				b.ReportMetric(m, "start-us")
-				m, _, _ = Quantiles(startMax)
-				b.ReportMetric(m, "start-max-us")
 			}
 			for p, name := range names {
 				if len(per[p]) == 0 {

@@ -45,11 +45,23 @@ func (c *Ctx) Time(s Stream, o TimeOpts, enqueue func() error) ([]float64, error
 		defer c.DestroyGraph(g)
 		call = func() error { return c.LaunchGraph(g, s) }
 	}
+	// cold leaves L2 as the protocol asks before call i (and idles the
+	// GPU for Settle µs after the flush).
+	cold := func(i int) error {
+		if !o.Cold {
+			return nil
+		}
+		if err := c.FlushL2(o.Flush, o.Clean, uint32(i), s); err != nil {
+			return err
+		}
+		if o.Settle > 0 {
+			return c.EnqueueIdle(o.Settle, s)
+		}
+		return nil
+	}
 	for i := 0; i < o.Warmup; i++ {
-		if o.Cold {
-			if err := c.FlushL2(o.Flush, o.Clean, uint32(i), s); err != nil {
-				return nil, err
-			}
+		if err := cold(i); err != nil {
+			return nil, err
 		}
 		if err := call(); err != nil {
 			return nil, err
@@ -72,15 +84,8 @@ func (c *Ctx) Time(s Stream, o TimeOpts, enqueue func() error) ([]float64, error
 		}
 	}()
 	for i := 0; i < o.Repeats; i++ {
-		if o.Cold {
-			if err := c.FlushL2(o.Flush, o.Clean, uint32(i), s); err != nil {
-				return nil, err
-			}
-			if o.Settle > 0 {
-				if err := c.EnqueueIdle(o.Settle, s); err != nil {
-					return nil, err
-				}
-			}
+		if err := cold(i); err != nil {
+			return nil, err
 		}
 		if err := c.Record(ev[2*i], s); err != nil {
 			return nil, err
